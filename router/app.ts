@@ -1,0 +1,68 @@
+/** The Hono app: middleware and route mounting only. */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
+import { HTTPException } from "hono/http-exception";
+import { timingSafeEqual } from "hono/utils/buffer";
+import { ApiError, errorResponse } from "./errors.ts";
+import type { GatewayDeps } from "./deps.ts";
+import { eventRoutes } from "./routes/events.ts";
+import { inferenceRoutes } from "./routes/inference.ts";
+import { modelRoutes } from "./routes/models.ts";
+import { propsRoutes } from "./routes/props.ts";
+import { uiRoutes } from "./routes/ui.ts";
+
+const PUBLIC_PATHS = new Set(["/health", "/v1/health"]);
+
+export function createApp(deps: GatewayDeps): Hono {
+  const { config } = deps;
+  const app = new Hono();
+  const api = new Hono();
+
+  if (config.corsOrigins) {
+    const allowed = config.corsOrigins.split(",").map((o) => o.trim()).filter(Boolean);
+    api.use("*", cors({ origin: allowed.includes("*") ? "*" : allowed }));
+  }
+  if (config.apiKeys.length) api.use("*", apiKeyAuth(config.apiKeys));
+  api.use(
+    "*",
+    bodyLimit({
+      maxSize: config.bodyLimit,
+      onError: () => {
+        throw new ApiError("invalid_request_error", `request body exceeds ${config.bodyLimit} bytes`, 413);
+      },
+    }),
+  );
+  api.route("/", propsRoutes(deps));
+  api.route("/", modelRoutes(deps));
+  api.route("/", eventRoutes(deps));
+  api.route("/", inferenceRoutes(deps));
+  if (config.uiEnabled) app.route("/", uiRoutes());
+  app.route(config.apiPrefix || "/", api);
+
+  app.notFound(() => errorResponse(new ApiError("not_found_error", "File Not Found")));
+  app.onError((err) => {
+    if (err instanceof ApiError) return errorResponse(err);
+    if (err instanceof HTTPException) return errorResponse(new ApiError("invalid_request_error", err.message, err.status));
+    if (err instanceof DOMException && (err.name === "AbortError" || err.name === "TimeoutError")) {
+      // the client is gone (nobody reads this) or the request outlived --timeout
+      return errorResponse(new ApiError("unavailable_error", `request ${err.name === "TimeoutError" ? "timed out" : "aborted"}`, 503));
+    }
+    deps.log(`internal error: ${(err as Error).stack ?? err}`);
+    return errorResponse(new ApiError("server_error", (err as Error).message ?? String(err)));
+  });
+  return app;
+}
+
+/** llama.cpp's key check: `Authorization: Bearer <key>` (prefix optional) or `X-Api-Key`; /health is public. */
+function apiKeyAuth(keys: string[]) {
+  return async (c: import("hono").Context, next: () => Promise<void>) => {
+    if (c.req.method === "OPTIONS" || PUBLIC_PATHS.has(c.req.path)) return next();
+    const header = c.req.header("authorization") ?? c.req.header("x-api-key") ?? "";
+    const given = header.replace(/^Bearer\s+/i, "").trim();
+    let ok = false;
+    for (const key of keys) if (await timingSafeEqual(given, key)) ok = true;
+    if (!ok) throw new ApiError("authentication_error", "Invalid API Key");
+    await next();
+  };
+}

@@ -1,0 +1,204 @@
+/**
+ * Parses the gateway's command line the way llama-server parses it in router mode: router flags
+ * (`--models-dir`, `--models-max`...) configure the gateway, every other llama-server flag is
+ * inherited by each model instance, and router flags also come from their `LLAMA_ARG_*` env forms.
+ */
+import { isFalsey, isTruthy, lookupFlag, type OptionMap, type ResolvedFlag, switchValue } from "./flags/flags.ts";
+import type { GatewayConfig } from "./config.ts";
+
+export class CliError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CliError";
+  }
+}
+
+/** Flags the gateway owns: read here, never passed to a model instance. */
+const ROUTER_ONLY = new Set([
+  "--host",
+  "--port",
+  "--models-dir",
+  "--models-max",
+  "--models-preset",
+  "--models-autoload",
+  "--api-key",
+  "--api-key-file",
+  "--ssl-key-file",
+  "--ssl-cert-file",
+  "--ui",
+]);
+/** Per-model identity flags: each model has its own, so the gateway's copy is dropped (as llama.cpp). */
+const STRIPPED = new Set(["--model", "--mmproj", "--alias", "--hf-repo"]);
+
+/** Switchyard's own flags, not llama-server's. */
+const OWN_FLAGS: Record<string, { key: keyof OwnValues; valued: boolean }> = {
+  "--server-bin": { key: "serverBin", valued: true },
+  "--spare-runners": { key: "spareRunners", valued: true },
+  "--body-limit": { key: "bodyLimit", valued: true },
+};
+interface OwnValues {
+  serverBin?: string;
+  spareRunners?: string;
+  bodyLimit?: string;
+}
+
+export interface ParsedCli {
+  config: GatewayConfig;
+  /** warnings to log at start-up */
+  warnings: string[];
+  help: boolean;
+  version: boolean;
+}
+
+export function parseCli(argv: string[], env: Record<string, string | undefined>): ParsedCli {
+  const router = new Map<string, string | boolean>();
+  const passthrough: OptionMap = new Map();
+  const own: OwnValues = {};
+  const warnings: string[] = [];
+  let help = false, version = false;
+
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const spelling = eq > 0 ? arg.slice(0, eq) : arg;
+    const inline = eq > 0 ? arg.slice(eq + 1) : undefined;
+    const takeValue = (): string => {
+      if (inline !== undefined) return inline;
+      if (i + 1 >= argv.length) throw new CliError(`error: missing value for argument: ${spelling}`);
+      return argv[++i];
+    };
+    if (spelling === "-h" || spelling === "--help" || spelling === "--usage") {
+      help = true;
+      continue;
+    }
+    if (spelling === "--version") {
+      version = true;
+      continue;
+    }
+    const ownFlag = OWN_FLAGS[spelling];
+    if (ownFlag) {
+      own[ownFlag.key] = ownFlag.valued ? takeValue() : "true";
+      continue;
+    }
+    const resolved = lookupFlag(spelling);
+    if (!resolved) throw new CliError(`error: invalid argument: ${arg}`);
+    const value = readValue(resolved, spelling, takeValue, inline);
+    const flag = resolved.option.flag;
+    if (ROUTER_ONLY.has(flag)) router.set(flag, value);
+    else if (STRIPPED.has(flag)) {
+      warnings.push(`${spelling} applies to one model; Switchyard always runs as a router, so it is ignored`);
+    } else {
+      passthrough.set(flag, value);
+      if (flag === "--offline" || flag === "--timeout" || flag === "--api-prefix" || flag === "--cors-origins") {
+        router.set(flag, value);
+      }
+    }
+  }
+
+  const fromEnv = (flag: string, envName: string): string | boolean | undefined => {
+    if (router.has(flag)) return router.get(flag);
+    const raw = env[envName];
+    if (raw === undefined || raw === "") return undefined;
+    const resolved = lookupFlag(flag);
+    if (resolved && (resolved.option.def.kind === "bool" || resolved.option.def.kind === "none")) {
+      if (!isTruthy(raw) && !isFalsey(raw)) throw new CliError(`error: invalid boolean value for ${envName}: ${raw}`);
+      return isTruthy(raw);
+    }
+    return raw;
+  };
+  const str = (flag: string, envName: string): string | undefined => {
+    const v = fromEnv(flag, envName);
+    return typeof v === "string" ? v : undefined;
+  };
+  const int = (flag: string, envName: string, fallback: number): number => {
+    const v = str(flag, envName);
+    if (v === undefined) return fallback;
+    if (!/^-?\d+$/.test(v.trim())) throw new CliError(`error: ${flag} expects an integer, got '${v}'`);
+    return Number(v);
+  };
+
+  const apiKeys = (str("--api-key", "LLAMA_API_KEY") ?? "").split(",").map((k) => k.trim()).filter(Boolean);
+  const keyFile = str("--api-key-file", "LLAMA_ARG_API_KEY_FILE");
+  if (keyFile) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(keyFile);
+    } catch (e) {
+      throw new CliError(`error: cannot read --api-key-file '${keyFile}': ${(e as Error).message}`);
+    }
+    apiKeys.push(...text.split(/\r?\n/).map((k) => k.trim()).filter((k) => k && !k.startsWith("#")));
+  }
+
+  const modelsMax = int("--models-max", "LLAMA_ARG_MODELS_MAX", 4);
+  const config: GatewayConfig = {
+    host: str("--host", "LLAMA_ARG_HOST") ?? "127.0.0.1",
+    port: int("--port", "LLAMA_ARG_PORT", 8080),
+    modelsDir: str("--models-dir", "LLAMA_ARG_MODELS_DIR"),
+    modelsPreset: str("--models-preset", "LLAMA_ARG_MODELS_PRESET"),
+    modelsMax: modelsMax < 0 ? 0 : modelsMax,
+    autoload: fromEnv("--models-autoload", "LLAMA_ARG_MODELS_AUTOLOAD") !== false,
+    apiKeys,
+    serverBin: own.serverBin ?? env.LLAMA_SERVER_BIN,
+    offline: fromEnv("--offline", "LLAMA_ARG_OFFLINE") === true,
+    corsOrigins: str("--cors-origins", "LLAMA_ARG_CORS_ORIGINS"),
+    timeoutS: int("--timeout", "LLAMA_ARG_TIMEOUT", 3600),
+    apiPrefix: (str("--api-prefix", "LLAMA_ARG_API_PREFIX") ?? "").replace(/\/+$/, ""),
+    uiEnabled: fromEnv("--ui", "LLAMA_ARG_UI") !== false,
+    passthrough,
+    fakeTiming: !!env.LLAMA_SERVER_DEBUG_FAKE_TIMING,
+    bodyLimit: own.bodyLimit ? positiveInt("--body-limit", own.bodyLimit) : 32 * 1024 * 1024,
+    spareRunners: own.spareRunners ? Number(own.spareRunners) : 1,
+  };
+  if (config.port < 0 || config.port > 65535) throw new CliError(`error: invalid --port ${config.port}`);
+  return { config, warnings, help, version };
+}
+
+function readValue(
+  resolved: ResolvedFlag,
+  spelling: string,
+  takeValue: () => string,
+  inline: string | undefined,
+): string | boolean {
+  switch (resolved.option.def.kind) {
+    case "value":
+      return takeValue();
+    case "pair":
+      // llama.cpp's router cannot forward two-valued flags and fails at start-up; we keep both values
+      return `${takeValue()} ${takeValue()}`;
+    default:
+      if (inline !== undefined && !isTruthy(inline) && !isFalsey(inline)) {
+        throw new CliError(`error: ${spelling} takes no value (got '${inline}')`);
+      }
+      return switchValue(resolved, inline);
+  }
+}
+
+function positiveInt(flag: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new CliError(`error: ${flag} expects a positive integer, got '${raw}'`);
+  return n;
+}
+
+export const USAGE = `Switchyard: a model-managing gateway for llama.cpp (llama-server router mode, done better)
+
+usage: switchyard [router options] [llama-server options inherited by every model]
+
+router options (llama-server's, same env forms):
+  --host HOST               listen address (default 127.0.0.1)            LLAMA_ARG_HOST
+  --port PORT               listen port (default 8080)                    LLAMA_ARG_PORT
+  --models-dir DIR          folder of .gguf files and model folders       LLAMA_ARG_MODELS_DIR
+  --models-preset FILE      INI file of model presets                     LLAMA_ARG_MODELS_PRESET
+  --models-max N            models running at once (default 4, 0 = no limit) LLAMA_ARG_MODELS_MAX
+  --models-autoload, --no-models-autoload
+                            load a model on its first request (default on) LLAMA_ARG_MODELS_AUTOLOAD
+  --api-key KEY[,KEY]       require a key (Bearer or X-Api-Key)            LLAMA_API_KEY
+  --api-key-file FILE       keys, one per line                             LLAMA_ARG_API_KEY_FILE
+  --cors-origins LIST       allowed CORS origins (none by default)         LLAMA_ARG_CORS_ORIGINS
+  --offline                 never touch the network                        LLAMA_ARG_OFFLINE
+  --timeout N               proxied request timeout in seconds (default 3600)
+Switchyard options:
+  --server-bin PATH         llama-server to run (else LLAMA_SERVER_BIN, PATH, or a cached build)
+  --spare-runners N         runners started ahead of need (default 1)
+  --body-limit BYTES        largest request body (default 32 MiB)
+Any other llama-server flag (-c 8192, -ngl 99, --temp 0.8, --no-jinja, ...) is passed to every model.
+`;

@@ -1,0 +1,30 @@
+/** The gateway's configuration, parsed from llama-server-style flags and their env forms. */
+import type { OptionMap } from "./flags/flags.ts";
+
+export interface GatewayConfig {
+  host: string;
+  port: number;
+  modelsDir?: string;
+  modelsPreset?: string;
+  /** 0 = unlimited */
+  modelsMax: number;
+  autoload: boolean;
+  /** keys accepted for every endpoint but /health (empty: no auth) */
+  apiKeys: string[];
+  serverBin?: string;
+  offline: boolean;
+  /** comma-separated origins, as llama-server's --cors-origins; undefined: no CORS headers */
+  corsOrigins?: string;
+  /** --timeout: seconds a proxied request may take */
+  timeoutS: number;
+  apiPrefix: string;
+  uiEnabled: boolean;
+  /** llama-server options given to the gateway that every model instance inherits */
+  passthrough: OptionMap;
+  /** LLAMA_SERVER_DEBUG_FAKE_TIMING: 2 s before each load and each proxied request, as llama.cpp does */
+  fakeTiming: boolean;
+  /** max request body in bytes */
+  bodyLimit: number;
+  /** runners started ahead of need, to hide a runner's start-up from cold start */
+  spareRunners: number;
+}

@@ -1,0 +1,15 @@
+/** What the HTTP layer needs from the rest of the gateway. Routes get this, nothing more. */
+import type { GatewayConfig } from "./config.ts";
+import type { EventBus } from "./scheduler/events.ts";
+import type { Scheduler } from "./scheduler/scheduler.ts";
+
+export interface GatewayDeps {
+  config: GatewayConfig;
+  scheduler: Scheduler;
+  events: EventBus;
+  /** `b<N>-<hash>` of the engine */
+  buildInfo: string;
+  /** re-reads every model source and applies it to the model table */
+  reload(): Promise<void>;
+  log(line: string): void;
+}

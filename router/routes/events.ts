@@ -1,0 +1,47 @@
+/**
+ * `GET /models/sse`: llama.cpp's model event feed, plus what it lacks: a first `snapshot` event with
+ * every model, so a new subscriber needs no second call, and a keep-alive so proxies don't cut it.
+ */
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import type { GatewayDeps } from "../deps.ts";
+import type { ModelEvent } from "../scheduler/events.ts";
+import { modelEntry } from "./model_entry.ts";
+
+const KEEP_ALIVE_MS = 15_000;
+
+export function eventRoutes(deps: GatewayDeps): Hono {
+  const app = new Hono();
+  app.get("/models/sse", (c) => {
+    c.header("X-Accel-Buffering", "no");
+    return streamSSE(c, async (stream) => {
+      const pending: ModelEvent[] = [];
+      let wake: (() => void) | undefined;
+      const unsubscribe = deps.events.subscribe((event) => {
+        pending.push(event);
+        wake?.();
+      });
+      stream.onAbort(() => wake?.());
+      const models = deps.scheduler.records().filter((r) => !r.spec.hidden).map((r) => modelEntry(r));
+      await stream.writeSSE({ data: JSON.stringify({ model: "*", event: "snapshot", data: { models } }) });
+      try {
+        while (!stream.aborted) {
+          if (pending.length === 0) {
+            const idle = new Promise<void>((resolve) => (wake = resolve));
+            const timer = setTimeout(() => wake?.(), KEEP_ALIVE_MS);
+            await idle;
+            clearTimeout(timer);
+            wake = undefined;
+            if (pending.length === 0 && !stream.aborted) await stream.write(": ping\n\n");
+            continue;
+          }
+          const event = pending.shift()!;
+          await stream.writeSSE({ data: JSON.stringify(event) });
+        }
+      } finally {
+        unsubscribe();
+      }
+    });
+  });
+  return app;
+}

@@ -1,0 +1,130 @@
+/**
+ * The proxied llama.cpp/OpenAI endpoints: POSTs are routed by the body's `model`, GETs by `?model=`.
+ * Each request holds a lease on its model from admission until its response body ends.
+ */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { badRequest, unavailable } from "../errors.ts";
+import { forward, UpstreamError } from "../proxy.ts";
+import type { GatewayDeps } from "../deps.ts";
+
+/** llama.cpp's router routes these by the `model` field of the body (README: routing list). */
+export const POST_ROUTES = [
+  "/props",
+  "/completion",
+  "/completions",
+  "/v1/completions",
+  "/chat/completions",
+  "/v1/chat/completions",
+  "/v1/chat/completions/control",
+  "/v1/responses",
+  "/responses",
+  "/v1/responses/input_tokens",
+  "/v1/audio/transcriptions",
+  "/audio/transcriptions",
+  "/v1/messages",
+  "/v1/messages/count_tokens",
+  "/infill",
+  "/embedding",
+  "/embeddings",
+  "/v1/embeddings",
+  "/rerank",
+  "/reranking",
+  "/v1/rerank",
+  "/v1/reranking",
+  "/tokenize",
+  "/detokenize",
+  "/apply-template",
+  "/lora-adapters",
+  "/slots/:id_slot",
+];
+/** Routed by `?model=`; `GET /props` without it is the gateway's own. */
+export const GET_ROUTES = ["/props", "/metrics", "/slots", "/lora-adapters"];
+
+const FAKE_DELAY_MS = 2000;
+
+export function inferenceRoutes(deps: GatewayDeps): Hono {
+  const app = new Hono();
+  for (const path of POST_ROUTES) app.post(path, (c) => proxyPost(c, deps));
+  for (const path of GET_ROUTES) app.get(path, (c) => proxyGet(c, deps));
+  return app;
+}
+
+async function proxyPost(c: Context, deps: GatewayDeps): Promise<Response> {
+  const body = await c.req.arrayBuffer();
+  const model = await modelOfBody(c.req.raw, body);
+  return proxy(c, deps, model, body, true);
+}
+
+function proxyGet(c: Context, deps: GatewayDeps): Promise<Response> {
+  return proxy(c, deps, c.req.query("model"), null, false);
+}
+
+async function proxy(
+  c: Context,
+  deps: GatewayDeps,
+  model: unknown,
+  body: ArrayBuffer | null,
+  touch: boolean,
+): Promise<Response> {
+  if (typeof model !== "string" || model === "") throw badRequest("model name is missing from the request");
+  const signal = AbortSignal.any([c.req.raw.signal, AbortSignal.timeout(deps.config.timeoutS * 1000)]);
+  const lease = await deps.scheduler.acquire(model, { autoload: autoloadOf(c, deps), signal, touch });
+  try {
+    if (deps.config.fakeTiming) await abortableSleep(FAKE_DELAY_MS, signal);
+  } catch (err) {
+    lease.release();
+    throw err;
+  }
+  const url = new URL(c.req.url);
+  try {
+    return await forward(c.req.raw, { lease, pathAndQuery: url.pathname + url.search, body, signal });
+  } catch (err) {
+    if (err instanceof UpstreamError) throw unavailable(err.message);
+    throw err;
+  }
+}
+
+/** `?autoload=true|1` forces it on, any other value off; absent: the gateway's setting. */
+function autoloadOf(c: Context, deps: GatewayDeps): boolean {
+  const raw = c.req.query("autoload");
+  if (raw === undefined || raw === "") return deps.config.autoload;
+  return raw === "true" || raw === "1";
+}
+
+async function modelOfBody(req: Request, body: ArrayBuffer): Promise<unknown> {
+  const type = req.headers.get("content-type") ?? "";
+  if (type.startsWith("multipart/form-data")) {
+    try {
+      const form = await new Request(req.url, { method: "POST", headers: req.headers, body }).formData();
+      return form.get("model");
+    } catch {
+      throw badRequest("malformed multipart body");
+    }
+  }
+  const text = new TextDecoder().decode(body);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw badRequest(`request body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw badRequest("request body must be a JSON object");
+  }
+  return (parsed as Record<string, unknown>).model;
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,524 @@
+/**
+ * The model table and its single owner. Every decision to load, evict, queue or stop a model is
+ * made here, synchronously, on the table as it is now: callers never act on a copy of a model's
+ * state. Slow work (starting and stopping engines) runs detached and reports back through runner
+ * messages, which this class applies to the table.
+ *
+ * Semantics follow llama.cpp's router (`server_models`): `--models-max` counts loading, loaded and
+ * sleeping models; requests for one model share one load; when no slot is free the least recently
+ * used idle model is evicted; a model serving or awaited by a request is never evicted; requests
+ * that find no slot wait in a FIFO queue, and a client that leaves frees its place.
+ */
+import { badRequest, notFound, serverError } from "../errors.ts";
+import { type OptionMap, renderArgs } from "../flags/flags.ts";
+import type { ModelSpec } from "../sources/types.ts";
+import type { EngineLaunch, RunnerMessage } from "../../runners/protocol.ts";
+import type { Admission } from "./admission.ts";
+import type { EventBus } from "./events.ts";
+
+export type ModelState = "unloaded" | "loading" | "loaded" | "sleeping" | "downloading" | "downloaded";
+
+/** The scheduler's view of the runners module: start an engine, stop or kill it. */
+export interface EngineStarter {
+  start(launch: EngineLaunch, onMessage: (message: RunnerMessage) => void): RunningEngine;
+}
+export interface RunningEngine {
+  stop(timeoutMs: number): Promise<void>;
+  kill(): void;
+}
+
+export interface SchedulerOptions {
+  engineBin: string;
+  starter: EngineStarter;
+  admission: Admission;
+  events: EventBus;
+  /** llama-server options given on the gateway's command line; they win over the model's own */
+  passthrough: OptionMap;
+  /** extra environment for engines */
+  engineEnv?: Record<string, string>;
+  /** LLAMA_SERVER_DEBUG_FAKE_TIMING: wait this long before each load (llama.cpp: 2 s) */
+  loadDelayMs?: number;
+  log?: (line: string) => void;
+}
+
+/** A request's hold on a running model: the model is not evicted until it is released. */
+export interface Lease {
+  readonly modelId: string;
+  readonly port: number;
+  release(): void;
+}
+
+export interface AcquireOptions {
+  autoload: boolean;
+  signal?: AbortSignal;
+  /** refresh the LRU clock (llama.cpp: POST requests do, GET requests don't) */
+  touch: boolean;
+}
+
+const LOG_LINES_KEPT = 200;
+const ERROR_LOG_LINES = 12;
+const PROGRESS_EVENT_INTERVAL_MS = 200;
+
+/** One row of the model table. Only the Scheduler writes to it. */
+export class ModelRecord {
+  state: ModelState = "unloaded";
+  /** set while a stop is under way: the process still holds its place but takes no new requests */
+  stopping = false;
+  /** the stop was asked for (unload, eviction, reload), so an exit is not a failure */
+  stopRequested = false;
+  engine?: RunningEngine;
+  port?: number;
+  /** counts spawns; runner messages from an earlier spawn are ignored */
+  generation = 0;
+  inflight = 0;
+  /** requests waiting for this model to become ready: they protect it from eviction */
+  waiting = 0;
+  lastUsed = 0;
+  failed = false;
+  exitCode?: number;
+  error?: string;
+  progress?: Record<string, unknown>;
+  info?: Record<string, unknown>;
+  args: string[] = [];
+  readonly logs: string[] = [];
+  #lastProgressEvent = 0;
+
+  constructor(public spec: ModelSpec) {}
+
+  get id(): string {
+    return this.spec.id;
+  }
+  /** the process exists (or is about to): it holds a place against --models-max */
+  get alive(): boolean {
+    return this.state === "loading" || this.state === "loaded" || this.state === "sleeping" || this.stopping;
+  }
+  get ready(): boolean {
+    return (this.state === "loaded" || this.state === "sleeping") && !this.stopping && this.port !== undefined;
+  }
+  pushLog(line: string): void {
+    this.logs.push(line);
+    if (this.logs.length > LOG_LINES_KEPT) this.logs.splice(0, this.logs.length - LOG_LINES_KEPT);
+  }
+  progressDue(now: number): boolean {
+    if (now - this.#lastProgressEvent < PROGRESS_EVENT_INTERVAL_MS) return false;
+    this.#lastProgressEvent = now;
+    return true;
+  }
+}
+
+interface QueueEntry {
+  record: ModelRecord;
+  waiters: number;
+  /** left the queue: its model was started or it was dropped */
+  done: boolean;
+}
+
+export class Scheduler {
+  readonly #records = new Map<string, ModelRecord>();
+  readonly #aliases = new Map<string, string>();
+  #queue: QueueEntry[] = [];
+  #changed = Promise.withResolvers<void>();
+  #closing = false;
+  readonly #opts: SchedulerOptions;
+
+  constructor(opts: SchedulerOptions, specs: ModelSpec[]) {
+    this.#opts = opts;
+    this.replaceSpecs(specs);
+  }
+
+  // ---- lookups -------------------------------------------------------------------------------------
+
+  /** Resolves an id or alias; undefined when unknown. */
+  find(name: string): ModelRecord | undefined {
+    return this.#records.get(name) ?? this.#records.get(this.#aliases.get(name) ?? "");
+  }
+
+  records(): ModelRecord[] {
+    return [...this.#records.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** Models whose process is alive, for /metrics-style reporting and tests. */
+  aliveCount(): number {
+    return this.records().filter((r) => r.alive).length;
+  }
+
+  queueLength(): number {
+    return this.#queue.length;
+  }
+
+  // ---- requests ------------------------------------------------------------------------------------
+
+  /**
+   * Waits until the model can serve a request and holds it until the lease is released. Loads the
+   * model (queueing for a place) when `autoload` allows it.
+   */
+  async acquire(name: string, opts: AcquireOptions): Promise<Lease> {
+    const record = this.find(name);
+    if (!record) throw badRequest(`model '${name}' not found`);
+    let entry: QueueEntry | undefined;
+    /** the spawn this request waits for; when it has come and gone, the load failed */
+    let awaitedGeneration = -1;
+    try {
+      for (;;) {
+        opts.signal?.throwIfAborted();
+        if (this.#closing) throw serverError("server is shutting down");
+        if (record.ready) return this.#lease(record, opts.touch);
+        if (record.state === "unloaded" && !record.stopping) {
+          if (awaitedGeneration >= 0 && record.generation >= awaitedGeneration) {
+            throw record.failed
+              ? serverError(`model name=${record.id} failed to load${record.error ? `: ${record.error}` : ""}`)
+              : badRequest(`model name=${record.id} is not running`);
+          }
+          if (!opts.autoload) throw badRequest("model is not loaded");
+          if (!entry || entry.done) {
+            entry = this.#enqueue(record);
+            awaitedGeneration = record.generation + 1;
+            this.#pump();
+            continue;
+          }
+        } else if (record.state === "loading" && awaitedGeneration < 0) {
+          awaitedGeneration = record.generation;
+        } else if (record.state === "downloading" || record.state === "downloaded") {
+          throw badRequest(`model name=${record.id} is not running`);
+        }
+        record.waiting++;
+        try {
+          await this.#nextChange(opts.signal);
+        } finally {
+          record.waiting--;
+        }
+      }
+    } finally {
+      if (entry && !entry.done && --entry.waiters === 0) {
+        entry.done = true;
+        this.#queue = this.#queue.filter((e) => e !== entry);
+        this.#pump();
+      }
+    }
+  }
+
+  #lease(record: ModelRecord, touch: boolean): Lease {
+    record.inflight++;
+    if (touch) record.lastUsed = performance.now();
+    let released = false;
+    return {
+      modelId: record.id,
+      port: record.port!,
+      release: () => {
+        if (released) return;
+        released = true;
+        record.inflight--;
+        this.#notify();
+        if (record.inflight === 0) this.#pump();
+      },
+    };
+  }
+
+  #enqueue(record: ModelRecord): QueueEntry {
+    let entry = this.#queue.find((e) => e.record === record);
+    if (entry) entry.waiters++;
+    else {
+      entry = { record, waiters: 1, done: false };
+      this.#queue.push(entry);
+    }
+    return entry;
+  }
+
+  /** Starts queued models while there is room and evicts idle models to make room for the rest. */
+  #pump(): void {
+    if (this.#closing) return;
+    this.#queue = this.#queue.filter((e) => {
+      if (e.record.alive || e.record.state !== "unloaded") e.done = true;
+      return !e.done;
+    });
+    while (this.#queue.length && this.#hasRoomFor(this.#queue[0].record)) {
+      const entry = this.#queue.shift()!;
+      entry.done = true;
+      this.#spawn(entry.record);
+    }
+    let short = this.#queue.length - this.records().filter((r) => r.stopping).length;
+    while (short > 0) {
+      const victim = this.#lruVictim();
+      if (!victim) break;
+      this.#log(`evicting ${victim.id} (least recently used) to make room`);
+      void this.#stop(victim);
+      short--;
+    }
+  }
+
+  #hasRoomFor(record: ModelRecord): boolean {
+    const running = this.records().filter((r) => r.alive).map((r) => ({ id: r.id }));
+    return this.#opts.admission.admits({ id: record.id }, running);
+  }
+
+  #lruVictim(): ModelRecord | undefined {
+    const wanted = new Set(this.#queue.map((e) => e.record));
+    let victim: ModelRecord | undefined;
+    for (const r of this.#records.values()) {
+      if (!r.ready || r.inflight > 0 || r.waiting > 0 || wanted.has(r)) continue;
+      if (!victim || r.lastUsed < victim.lastUsed) victim = r;
+    }
+    return victim;
+  }
+
+  #nextChange(signal?: AbortSignal): Promise<void> {
+    const changed = this.#changed.promise;
+    if (!signal) return changed;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      changed.then(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      });
+    });
+  }
+
+  #notify(): void {
+    const previous = this.#changed;
+    this.#changed = Promise.withResolvers<void>();
+    previous.resolve();
+  }
+
+  // ---- explicit load and unload --------------------------------------------------------------------
+
+  /** `POST /models/load`: starts the model now, evicting an idle one if needed; does not wait for ready. */
+  async load(name: string): Promise<void> {
+    const record = this.find(name);
+    if (!record) throw notFound("model is not found");
+    for (let attempt = 0;; attempt++) {
+      if (record.alive) throw badRequest("model is already running");
+      if (record.state === "downloading" || record.state === "downloaded") return;
+      if (this.#hasRoomFor(record)) break;
+      const victim = this.#lruVictim();
+      if (!victim || attempt > 0) throw serverError("model limit reached, try again later");
+      this.#log(`evicting ${victim.id} (least recently used) to load ${record.id}`);
+      await this.#stop(victim);
+    }
+    this.#spawn(record);
+  }
+
+  /** `POST /models/unload`: stops the model once its requests in flight have finished. */
+  unload(name: string): void {
+    const record = this.find(name);
+    if (!record) throw badRequest("model is not found");
+    if (!record.alive || record.stopping) throw badRequest("model is not running");
+    void this.#stop(record);
+  }
+
+  /** Resolves when the model's process is gone. */
+  async waitUnloaded(record: ModelRecord, signal?: AbortSignal): Promise<void> {
+    while (record.alive) await this.#nextChange(signal);
+  }
+
+  // ---- engines -------------------------------------------------------------------------------------
+
+  #launchFor(record: ModelRecord): EngineLaunch {
+    const options: OptionMap = new Map(record.spec.options);
+    for (const [flag, value] of this.#opts.passthrough) options.set(flag, value);
+    options.set("--alias", record.id);
+    return { bin: this.#opts.engineBin, args: renderArgs(options), env: this.#opts.engineEnv ?? {} };
+  }
+
+  /** The argv shown in `status.args`, as llama.cpp shows its child's. */
+  argsOf(record: ModelRecord): string[] {
+    const launch = this.#launchFor(record);
+    return [launch.bin, ...launch.args, "--host", "127.0.0.1", "--port", String(record.port ?? 0)];
+  }
+
+  #spawn(record: ModelRecord): void {
+    const generation = ++record.generation;
+    Object.assign(record, {
+      state: "loading",
+      stopping: false,
+      stopRequested: false,
+      failed: false,
+      exitCode: undefined,
+      error: undefined,
+      progress: undefined,
+      port: undefined,
+      lastUsed: performance.now(),
+    });
+    this.#log(`loading ${record.id}`);
+    this.#opts.events.publish({ model: record.id, event: "model_status", data: { status: "loading" } });
+    this.#notify();
+    const start = () => {
+      if (record.generation !== generation || record.stopRequested) return;
+      const launch = this.#launchFor(record);
+      try {
+        record.engine = this.#opts.starter.start(launch, (m) => this.#onRunnerMessage(record, generation, m));
+      } catch (err) {
+        record.pushLog(`failed to start the runner: ${(err as Error).message}`);
+        this.#onExit(record, 1, null);
+      }
+    };
+    const delay = this.#opts.loadDelayMs ?? 0;
+    if (delay > 0) setTimeout(start, delay);
+    else start();
+  }
+
+  #onRunnerMessage(record: ModelRecord, generation: number, m: RunnerMessage): void {
+    if (record.generation !== generation) return;
+    switch (m.type) {
+      case "spawned":
+        record.port = m.port;
+        record.args = this.argsOf(record);
+        break;
+      case "log":
+        record.pushLog(m.line);
+        this.#opts.log?.(`[${record.id}] ${m.line}`);
+        return;
+      case "progress": {
+        if (record.state === "sleeping") record.state = "loading";
+        record.progress = m.progress;
+        const now = performance.now();
+        const last = typeof m.progress.value === "number" && m.progress.value >= 1;
+        if (record.progressDue(now) || last) {
+          this.#opts.events.publish({
+            model: record.id,
+            event: "status_change",
+            data: { status: "loading", progress: m.progress },
+          });
+        }
+        break;
+      }
+      case "ready": {
+        record.state = "loaded";
+        record.progress = undefined;
+        const first = Object.keys(m.info).length > 0;
+        if (first) record.info = m.info;
+        this.#log(`${record.id} is ready on port ${record.port}`);
+        this.#opts.events.publish({
+          model: record.id,
+          event: "status_change",
+          data: first ? { status: "loaded", info: m.info } : { status: "loaded" },
+        });
+        break;
+      }
+      case "sleeping":
+        record.state = "sleeping";
+        this.#opts.events.publish({ model: record.id, event: "status_change", data: { status: "sleeping" } });
+        break;
+      case "exit":
+        this.#onExit(record, m.code, m.signal);
+        return;
+      case "hello":
+        return;
+    }
+    this.#notify();
+  }
+
+  #onExit(record: ModelRecord, code: number, signal: string | null): void {
+    const expected = record.stopRequested;
+    const exitCode = signal && code === 0 ? 1 : code;
+    Object.assign(record, {
+      state: "unloaded",
+      stopping: false,
+      engine: undefined,
+      port: undefined,
+      progress: undefined,
+      info: undefined,
+      exitCode,
+      failed: !expected && (exitCode !== 0 || signal !== null),
+    });
+    record.error = record.failed
+      ? `exit code ${exitCode}${signal ? ` (${signal})` : ""}; last log lines:\n` +
+        record.logs.slice(-ERROR_LOG_LINES).join("\n")
+      : undefined;
+    this.#log(
+      `${record.id} ${expected ? "stopped" : "exited"} (code ${exitCode}${signal ? `, ${signal}` : ""})`,
+    );
+    const data: Record<string, unknown> = { status: "unloaded", exit_code: exitCode };
+    if (record.failed) Object.assign(data, { failed: true, error: record.error });
+    this.#opts.events.publish({ model: record.id, event: "status_change", data });
+    this.#notify();
+    this.#pump();
+  }
+
+  /** Graceful stop: no new requests, in-flight ones may finish (within stop-timeout), then the engine stops. */
+  async #stop(record: ModelRecord): Promise<void> {
+    if (!record.alive) return;
+    const timeoutMs = record.spec.stopTimeoutS * 1000;
+    if (!record.stopping) {
+      record.stopping = true;
+      record.stopRequested = true;
+      this.#notify();
+      if (!record.engine) {
+        // still inside the load delay: nothing was started
+        record.generation++;
+        this.#onExit(record, 0, null);
+        return;
+      }
+      if (record.state === "loading") {
+        record.engine.kill();
+      } else {
+        const deadline = performance.now() + timeoutMs;
+        while (record.inflight > 0 && performance.now() < deadline && record.engine) {
+          await Promise.race([this.#nextChange(), sleep(deadline - performance.now())]);
+        }
+        record.engine?.stop(timeoutMs);
+      }
+    }
+    await this.waitUnloaded(record);
+  }
+
+  // ---- sources -------------------------------------------------------------------------------------
+
+  /**
+   * Applies a freshly read catalog: new models appear, vanished or changed models that run are
+   * stopped (after their requests finish), unchanged ones are untouched.
+   */
+  replaceSpecs(specs: ModelSpec[]): Promise<void> {
+    const next = new Map(specs.map((s) => [s.id, s]));
+    const stops: Promise<void>[] = [];
+    for (const [id, record] of this.#records) {
+      const spec = next.get(id);
+      if (!spec) {
+        if (record.state === "downloading") continue;
+        if (record.alive) stops.push(this.#stop(record).then(() => void this.#records.delete(id)));
+        else this.#records.delete(id);
+      } else if (!sameLaunch(record.spec, spec) && record.alive) {
+        stops.push(this.#stop(record).then(() => void (record.spec = spec)));
+      } else {
+        record.spec = spec;
+        if (!record.alive) Object.assign(record, { failed: false, exitCode: undefined, error: undefined });
+      }
+    }
+    for (const spec of specs) if (!this.#records.has(spec.id)) this.#records.set(spec.id, new ModelRecord(spec));
+    this.#aliases.clear();
+    for (const spec of specs) for (const alias of spec.aliases) this.#aliases.set(alias, spec.id);
+    for (const record of this.#records.values()) record.args = this.argsOf(record);
+    this.#notify();
+    return Promise.all(stops).then(() => {});
+  }
+
+  /** Starts the preset's `load-on-startup` models. */
+  async loadOnStartup(): Promise<void> {
+    for (const record of this.records()) {
+      if (record.spec.loadOnStartup && !record.alive) await this.load(record.id);
+    }
+  }
+
+  // ---- shutdown ------------------------------------------------------------------------------------
+
+  /** Stops every engine; requests still queued get an error. */
+  async shutdown(): Promise<void> {
+    this.#closing = true;
+    this.#notify();
+    await Promise.all(this.records().map((r) => this.#stop(r)));
+  }
+
+  #log(line: string): void {
+    this.#opts.log?.(line);
+  }
+}
+
+function sameLaunch(a: ModelSpec, b: ModelSpec): boolean {
+  if (a.options.size !== b.options.size) return false;
+  for (const [k, v] of a.options) if (b.options.get(k) !== v) return false;
+  return true;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
