@@ -1,0 +1,57 @@
+/**
+ * Switchyard: one OpenAI-compatible endpoint for many GGUF models, each in its own llama-server.
+ * Speaks llama-server's router-mode flags: `deno task serve --models-dir ./models --models-max 2`.
+ */
+import { CliError, parseCli, USAGE } from "./router/cli.ts";
+import { startGateway } from "./router/gateway.ts";
+import { RUNNER_FLAG, runRunner } from "./runners/runner.ts";
+
+function log(line: string): void {
+  console.error(`${new Date().toISOString().slice(11, 23)} ${line}`);
+}
+
+async function main(args: string[]): Promise<number> {
+  if (args[0] === RUNNER_FLAG) return await runRunner();
+  let parsed;
+  try {
+    parsed = parseCli(args, Deno.env.toObject());
+  } catch (err) {
+    if (!(err instanceof CliError)) throw err;
+    console.error(`${err.message}\n\n${USAGE}`);
+    return 1;
+  }
+  if (parsed.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (parsed.version) {
+    console.log("switchyard 0.1.0");
+    return 0;
+  }
+  parsed.warnings.forEach((w) => log(`warning: ${w}`));
+  let gateway;
+  try {
+    gateway = await startGateway(parsed.config, { env: Deno.env.toObject(), log });
+  } catch (err) {
+    log(`error: ${(err as Error).message}`);
+    return 1;
+  }
+  const stopped = Promise.withResolvers<number>();
+  let signals = 0;
+  const onStop = (name: string) => {
+    if (++signals > 1) {
+      log(`${name} again: exiting now`);
+      Deno.exit(1);
+    }
+    log(`${name}: stopping (in-flight requests may finish; ${name} again to exit at once)`);
+    gateway.close().then(() => stopped.resolve(0), () => stopped.resolve(1));
+  };
+  Deno.addSignalListener("SIGINT", () => onStop("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => onStop("SIGTERM"));
+  Deno.addSignalListener("SIGHUP", () => {
+    gateway.reload().catch(() => {}); // reload() logs its own failure
+  });
+  return await stopped.promise;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

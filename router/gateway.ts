@@ -1,0 +1,105 @@
+/**
+ * Wires the gateway together: finds the engine, reads the model sources, starts the runner pool,
+ * the scheduler and the HTTP server. `main.ts` and the tests start the gateway through here.
+ */
+import type { GatewayConfig } from "./config.ts";
+import { createApp } from "./app.ts";
+import { serverError } from "./errors.ts";
+import { CountAdmission } from "./scheduler/admission.ts";
+import { EventBus } from "./scheduler/events.ts";
+import { Scheduler } from "./scheduler/scheduler.ts";
+import { resolveCacheDir } from "./sources/cache_dir.ts";
+import { loadCatalog } from "./sources/catalog.ts";
+import type { SourceOptions } from "./sources/types.ts";
+import { engineVersion, resolveEngine } from "../runners/engine.ts";
+import { RunnerPool } from "../runners/supervisor.ts";
+
+export interface Gateway {
+  readonly url: string;
+  readonly scheduler: Scheduler;
+  readonly events: EventBus;
+  reload(): Promise<void>;
+  /** stops taking requests, stops every engine and runner */
+  close(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  env: Record<string, string | undefined>;
+  log: (line: string) => void;
+}
+
+/** llama.cpp: LLAMA_SERVER_DEBUG_FAKE_TIMING waits this long before each load and each proxied request */
+const FAKE_DELAY_MS = 2000;
+
+export async function startGateway(config: GatewayConfig, opts: GatewayOptions): Promise<Gateway> {
+  const { log } = opts;
+  const engineBin = await resolveEngine({ serverBin: config.serverBin, env: opts.env, log });
+  const buildInfo = await engineVersion(engineBin);
+  const sources: SourceOptions = {
+    cacheDir: resolveCacheDir(opts.env),
+    modelsDir: config.modelsDir,
+    presetFile: config.modelsPreset,
+  };
+  const catalog = await loadCatalog(sources);
+  catalog.warnings.forEach((w) => log(`warning: ${w}`));
+
+  const events = new EventBus();
+  const pool = new RunnerPool({ spares: config.spareRunners, log });
+  const scheduler = new Scheduler({
+    engineBin,
+    starter: pool,
+    admission: new CountAdmission(config.modelsMax),
+    events,
+    passthrough: config.passthrough,
+    engineEnv: {},
+    loadDelayMs: config.fakeTiming ? FAKE_DELAY_MS : 0,
+    log,
+  }, catalog.models);
+  log(`engine: ${engineBin} (${buildInfo}); ${catalog.models.length} models; ${config.modelsMax || "no"} limit`);
+
+  let reloading: Promise<void> | undefined;
+  const reload = (): Promise<void> => {
+    reloading ??= (async () => {
+      try {
+        const fresh = await loadCatalog(sources, { onReload: true });
+        fresh.warnings.forEach((w) => log(`warning: ${w}`));
+        await scheduler.replaceSpecs(fresh.models);
+        events.publish({ model: "*", event: "models_reload" });
+        log(`models reloaded: ${fresh.models.length} models`);
+      } catch (err) {
+        log(`reload failed, models unchanged: ${(err as Error).message}`);
+        throw serverError(`reload failed, models unchanged: ${(err as Error).message}`);
+      } finally {
+        reloading = undefined;
+      }
+    })();
+    return reloading;
+  };
+
+  const app = createApp({ config, scheduler, events, buildInfo, reload, log });
+  const listening = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({
+    hostname: config.host,
+    port: config.port,
+    onListen: (addr) => listening.resolve(addr as Deno.NetAddr),
+  }, app.fetch);
+  const addr = await listening.promise;
+  const url = `http://${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`;
+  log(`listening on ${url}`);
+  await scheduler.loadOnStartup();
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    scheduler,
+    events,
+    reload,
+    close: () =>
+      closing ??= (async () => {
+        const drained = server.shutdown();
+        await scheduler.shutdown();
+        await pool.shutdown();
+        await Promise.race([drained, new Promise((r) => setTimeout(r, 5000))]);
+      })(),
+  };
+}
