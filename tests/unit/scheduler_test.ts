@@ -1,0 +1,215 @@
+/**
+ * The scheduler's rules on a stub engine starter (fast; the same rules run on real engines in
+ * tests/e2e): shared loads, LRU eviction, busy models kept, FIFO queue, a leaving client frees its place.
+ */
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { CountAdmission } from "../../router/scheduler/admission.ts";
+import { EventBus, type ModelEvent } from "../../router/scheduler/events.ts";
+import { type EngineStarter, type Lease, type RunningEngine, Scheduler } from "../../router/scheduler/scheduler.ts";
+import type { ModelSpec } from "../../router/sources/types.ts";
+import type { EngineLaunch, RunnerMessage } from "../../runners/protocol.ts";
+
+function spec(id: string): ModelSpec {
+  return {
+    id,
+    aliases: [`${id}-alias`],
+    tags: [],
+    source: "models_dir",
+    options: new Map([["--model", `/models/${id}.gguf`]]),
+    loadOnStartup: false,
+    stopTimeoutS: 1,
+    hidden: false,
+  };
+}
+
+/** Starts fake engines that become ready after `loadMs` and exit when stopped. */
+class StubStarter implements EngineStarter {
+  starts: string[] = [];
+  stops: string[] = [];
+  failNext = false;
+  constructor(readonly loadMs = 5) {}
+  start(launch: EngineLaunch, onMessage: (m: RunnerMessage) => void): RunningEngine {
+    const id = launch.args[launch.args.indexOf("--alias") + 1];
+    this.starts.push(id);
+    const fail = this.failNext;
+    this.failNext = false;
+    let alive = true;
+    const exit = (code: number) => {
+      if (!alive) return;
+      alive = false;
+      onMessage({ type: "exit", code, signal: null });
+    };
+    setTimeout(() => {
+      if (!alive) return;
+      onMessage({ type: "spawned", enginePid: 1, port: 9000 + this.starts.length });
+      if (fail) {
+        onMessage({ type: "log", line: "llama_model_load: error loading model" });
+        exit(1);
+      } else onMessage({ type: "ready", info: { id } });
+    }, this.loadMs);
+    return {
+      stop: () => {
+        this.stops.push(id);
+        setTimeout(() => exit(0), 2);
+        return Promise.resolve();
+      },
+      kill: () => {
+        this.stops.push(id);
+        exit(1);
+      },
+    };
+  }
+}
+
+function setup(max: number, ids = ["a", "b", "c"]) {
+  const starter = new StubStarter();
+  const events = new EventBus();
+  const seen: ModelEvent[] = [];
+  events.subscribe((e) => seen.push(e));
+  const scheduler = new Scheduler({
+    engineBin: "/bin/llama-server",
+    starter,
+    admission: new CountAdmission(max),
+    events,
+    passthrough: new Map([["--ctx-size", "512"]]),
+  }, ids.map(spec));
+  const state = (id: string) => scheduler.find(id)!.state;
+  return { starter, scheduler, state, seen };
+}
+
+const use = async (s: Scheduler, id: string, opts: { signal?: AbortSignal } = {}): Promise<Lease> =>
+  await s.acquire(id, { autoload: true, touch: true, ...opts });
+
+Deno.test("concurrent requests for one model share one load", async () => {
+  const { starter, scheduler, state } = setup(2);
+  const leases = await Promise.all([use(scheduler, "a"), use(scheduler, "a"), use(scheduler, "a-alias")]);
+  assertEquals(starter.starts, ["a"]);
+  assertEquals(state("a"), "loaded");
+  assertEquals(new Set(leases.map((l) => l.port)).size, 1);
+  leases.forEach((l) => l.release());
+  await scheduler.shutdown();
+});
+
+Deno.test("the least recently used idle model is evicted; args carry the gateway's flags", async () => {
+  const { starter, scheduler, state } = setup(2);
+  (await use(scheduler, "a")).release();
+  (await use(scheduler, "b")).release();
+  (await use(scheduler, "a")).release(); // a is now more recent than b
+  (await use(scheduler, "c")).release();
+  assertEquals(state("b"), "unloaded");
+  assertEquals(state("a"), "loaded");
+  assertEquals(state("c"), "loaded");
+  assertEquals(starter.stops, ["b"]);
+  const args = scheduler.find("c")!.args;
+  assert(args.join(" ").includes("--ctx-size 512"), args.join(" "));
+  await scheduler.shutdown();
+});
+
+Deno.test("a busy model is never evicted: the request waits in the queue", async () => {
+  const { scheduler, state } = setup(1);
+  const busy = await use(scheduler, "a");
+  let bServed = false;
+  const waiting = use(scheduler, "b").then((l) => {
+    bServed = true;
+    return l;
+  });
+  await new Promise((r) => setTimeout(r, 30));
+  assertEquals(bServed, false);
+  assertEquals(state("a"), "loaded");
+  assertEquals(scheduler.queueLength(), 1);
+  busy.release();
+  const lease = await waiting;
+  assertEquals(state("a"), "unloaded");
+  assertEquals(state("b"), "loaded");
+  lease.release();
+  await scheduler.shutdown();
+});
+
+Deno.test("the queue is FIFO and coalesces requests for the same model", async () => {
+  const { starter, scheduler } = setup(1);
+  const busy = await use(scheduler, "a");
+  const order: string[] = [];
+  const b1 = use(scheduler, "b").then((l) => (order.push("b"), l));
+  await new Promise((r) => setTimeout(r, 5));
+  const c = use(scheduler, "c").then((l) => (order.push("c"), l));
+  const b2 = use(scheduler, "b").then((l) => (order.push("b"), l));
+  assertEquals(scheduler.queueLength(), 2);
+  busy.release();
+  const [lb1, lb2] = await Promise.all([b1, b2]);
+  lb1.release();
+  lb2.release();
+  (await c).release();
+  assertEquals(order, ["b", "b", "c"]);
+  assertEquals(starter.starts, ["a", "b", "c"]);
+  await scheduler.shutdown();
+});
+
+Deno.test("a client leaving the queue frees its place: nothing is evicted for it", async () => {
+  const { starter, scheduler, state } = setup(1);
+  const busy = await use(scheduler, "a");
+  const gone = new AbortController();
+  const abandoned = use(scheduler, "b", { signal: gone.signal });
+  await new Promise((r) => setTimeout(r, 10));
+  gone.abort();
+  let rejected = false;
+  await abandoned.catch(() => (rejected = true));
+  assert(rejected);
+  assertEquals(scheduler.queueLength(), 0);
+  busy.release();
+  await new Promise((r) => setTimeout(r, 30));
+  assertEquals(state("a"), "loaded");
+  assertEquals(starter.starts, ["a"]);
+  await scheduler.shutdown();
+});
+
+Deno.test("a load failure reaches every waiter as a 500 with the engine's log; the next request retries", async () => {
+  const { starter, scheduler, state, seen } = setup(2);
+  starter.failNext = true;
+  const results = await Promise.allSettled([use(scheduler, "a"), use(scheduler, "a")]);
+  for (const r of results) {
+    assertEquals(r.status, "rejected");
+    const err = (r as PromiseRejectedResult).reason;
+    assertEquals(err.status, 500);
+    assert(/failed to load.*error loading model/s.test(err.message), err.message);
+  }
+  assertEquals(state("a"), "unloaded");
+  assertEquals(scheduler.find("a")!.failed, true);
+  const unloaded = seen.find((e) => e.event === "status_change" && e.data?.status === "unloaded");
+  assertEquals(unloaded?.data?.failed, true);
+  (await use(scheduler, "a")).release();
+  assertEquals(state("a"), "loaded");
+  assertEquals(scheduler.find("a")!.failed, false);
+  await scheduler.shutdown();
+});
+
+Deno.test("explicit load evicts an idle model; with only busy models it reports the limit", async () => {
+  const { scheduler, state } = setup(1);
+  (await use(scheduler, "a")).release();
+  await scheduler.load("b");
+  assertEquals(state("a"), "unloaded");
+  const busy = await use(scheduler, "b");
+  let status = 0;
+  await scheduler.load("c").catch((e) => (status = e.status));
+  assertEquals(status, 500);
+  busy.release();
+  await scheduler.shutdown();
+});
+
+Deno.test("unload waits for requests in flight, then stops the engine", async () => {
+  const { starter, scheduler, state } = setup(2);
+  const lease = await use(scheduler, "a");
+  scheduler.unload("a");
+  await new Promise((r) => setTimeout(r, 20));
+  assertEquals(starter.stops, [], "not stopped while a request is in flight");
+  let served = false;
+  const next = use(scheduler, "a", { signal: AbortSignal.timeout(1000) }).then((l) => {
+    served = true;
+    l.release();
+  });
+  lease.release();
+  await next;
+  assert(served, "a request arriving during the stop is served by a fresh load");
+  assertEquals(starter.stops, ["a"]);
+  assertEquals(state("a"), "loaded");
+  await scheduler.shutdown();
+});
