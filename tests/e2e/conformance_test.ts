@@ -1,0 +1,74 @@
+/**
+ * llama.cpp's own router tests (`tools/server/tests/unit/test_router.py`, from the pinned source)
+ * run unchanged against Switchyard: the harness starts `main.ts` as if it were llama-server. Only
+ * its conftest (which downloads models) and two packages this machine cannot install are replaced
+ * by the stand-ins in tests/conformance/; tiny models are placed in LLAMA_CACHE under the ids the
+ * tests use.
+ */
+import { join } from "node:path";
+import { assertEquals } from "../helpers/assert.ts";
+import { addToHfCache } from "../helpers/models.ts";
+import { engineCacheDir } from "../../runners/engine.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const UPSTREAM_TESTS = join(engineCacheDir(Deno.env.toObject()), "src", "tools", "server", "tests");
+/** Tests that need huggingface.co itself (a remote preset repo), unreachable here. */
+const NEEDS_INTERNET = ["test_router_remote_preset"];
+
+async function why(): Promise<string | undefined> {
+  try {
+    await Deno.stat(join(UPSTREAM_TESTS, "unit", "test_router.py"));
+  } catch {
+    return `llama.cpp's test sources are not at ${UPSTREAM_TESTS} (they come with the engine build)`;
+  }
+  const probe = await new Deno.Command("python3", {
+    args: ["-c", "import pytest, requests"],
+    stdout: "null",
+    stderr: "null",
+  }).output().catch(() => undefined);
+  if (!probe?.success) return "python3 with pytest and requests is needed for llama.cpp's harness";
+  return undefined;
+}
+
+const skip = await why();
+if (skip) console.error(`skipping llama.cpp conformance tests: ${skip}`);
+
+Deno.test({
+  name: "llama.cpp's test_router.py passes against Switchyard",
+  ignore: !!skip,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const work = await Deno.makeTempDir({ prefix: "switchyard-conformance-" });
+    try {
+      await Deno.mkdir(join(work, "unit"));
+      await Deno.mkdir(join(work, "tmp"));
+      await Deno.copyFile(join(UPSTREAM_TESTS, "utils.py"), join(work, "utils.py"));
+      await Deno.copyFile(join(UPSTREAM_TESTS, "unit", "test_router.py"), join(work, "unit", "test_router.py"));
+      for (const f of ["conftest.py", "filelock.py", "wget.py"]) {
+        await Deno.copyFile(join(ROOT, "tests", "conformance", f), join(work, f));
+      }
+      const cache = join(work, "cache");
+      await addToHfCache(cache, "ggml-org/tinygemma3-GGUF", "tinygemma3-Q8_0.gguf");
+      await addToHfCache(cache, "ggml-org/test-model-stories260K", "stories260K-F32.gguf");
+      await addToHfCache(cache, "ggml-org/test-model-stories260K-infill", "stories260K-infill-F32.gguf");
+      const wrapper = join(work, "switchyard-as-llama-server");
+      await Deno.writeTextFile(
+        wrapper,
+        `#!/bin/sh\nexec "${Deno.execPath()}" run --allow-all "${join(ROOT, "main.ts")}" "$@"\n`,
+      );
+      await Deno.chmod(wrapper, 0o755);
+      const port = 18000 + Math.floor(Math.random() * 2000);
+      const out = await new Deno.Command("python3", {
+        args: ["-m", "pytest", "-v", "-p", "no:cacheprovider", "unit/test_router.py", "-k", NEEDS_INTERNET.map((t) => `not ${t}`).join(" and ")],
+        cwd: work,
+        env: { LLAMA_SERVER_BIN_PATH: wrapper, LLAMA_CACHE: cache, PORT: String(port), PYTHONPATH: work },
+        stdout: "inherit",
+        stderr: "inherit",
+      }).output();
+      assertEquals(out.code, 0, "llama.cpp's router tests failed (see their output above)");
+    } finally {
+      await Deno.remove(work, { recursive: true });
+    }
+  },
+});
