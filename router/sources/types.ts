@@ -14,16 +14,26 @@ export interface ModelSpec {
   source: ModelSource;
   /**
    * The model's own options, keyed by canonical llama-server flag (`--model`, `--hf-repo`, `--mmproj`,
-   * `--ctx-size`...): the source's generated keys, under the preset `[*]` section, under the model's
-   * section. The gateway's own CLI options are laid on top at spawn time, not here.
+   * `--ctx-size`...): the preset `[*]` section, under the source's generated keys, under the model's
+   * section. The gateway's own CLI options are laid on top at spawn time, not here. Router-owned keys
+   * (`--host`, `--port`, `--alias`, `--api-key`, `--ssl-*`, `--models-*`) never appear here.
    */
   options: OptionMap;
   /** preset-only keys */
   loadOnStartup: boolean;
   stopTimeoutS: number;
+  /**
+   * The preset-only keys as written (`load-on-startup`, `stop-timeout`, `dedup-cache-models`), after
+   * `[*]` and the section: llama.cpp shows them in `status.preset`.
+   */
+  presetOnly?: Map<string, string>;
   /** hidden by `dedup-cache-models`: left out of listings, still routable */
   hidden: boolean;
-  /** for cache models: the repo folder and the snapshot files that belong to this model (for DELETE) */
+  /**
+   * For cache models: the repo folder and the snapshot files (absolute when the cache dir is) that
+   * belong to this model, for DELETE: every shard of every file with this tag, and, when this is the
+   * snapshot's only model, every other file of the snapshot too (mmproj, drafts, README...).
+   */
   cache?: { repoDir: string; files: string[] };
 }
 
