@@ -18,6 +18,7 @@ export interface ModelEntry {
 export function modelEntry(record: ModelRecord, now = Math.floor(Date.now() / 1000)): ModelEntry {
   const { spec } = record;
   const status: Record<string, unknown> = { value: record.state, args: record.args };
+  if (record.presetText) status.preset = record.presetText;
   if (record.failed) Object.assign(status, { failed: true, exit_code: record.exitCode, error: record.error });
   if (record.progress && record.state === "loading") status.progress = record.progress;
   const entry: ModelEntry = {

@@ -11,6 +11,7 @@
  */
 import { badRequest, notFound, serverError } from "../errors.ts";
 import { type OptionMap, renderArgs } from "../flags/flags.ts";
+import { renderPresetText } from "../sources/preset.ts";
 import type { ModelSpec } from "../sources/types.ts";
 import type { EngineLaunch, RunnerMessage } from "../../runners/protocol.ts";
 import type { Admission } from "./admission.ts";
@@ -80,6 +81,8 @@ export class ModelRecord {
   progress?: Record<string, unknown>;
   info?: Record<string, unknown>;
   args: string[] = [];
+  /** the model's effective preset as INI text (`status.preset`) */
+  presetText = "";
   readonly logs: string[] = [];
   #lastProgressEvent = 0;
 
@@ -487,7 +490,10 @@ export class Scheduler {
     for (const spec of specs) if (!this.#records.has(spec.id)) this.#records.set(spec.id, new ModelRecord(spec));
     this.#aliases.clear();
     for (const spec of specs) for (const alias of spec.aliases) this.#aliases.set(alias, spec.id);
-    for (const record of this.#records.values()) record.args = this.argsOf(record);
+    for (const record of this.#records.values()) {
+      record.args = this.argsOf(record);
+      record.presetText = renderPresetText(record.spec, this.#opts.passthrough);
+    }
     this.#notify();
     return Promise.all(stops).then(() => {});
   }
