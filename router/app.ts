@@ -43,10 +43,18 @@ export function createApp(deps: GatewayDeps): Hono {
   app.notFound(() => errorResponse(new ApiError("not_found_error", "File Not Found")));
   app.onError((err) => {
     if (err instanceof ApiError) return errorResponse(err);
-    if (err instanceof HTTPException) return errorResponse(new ApiError("invalid_request_error", err.message, err.status));
+    if (err instanceof HTTPException) {
+      return errorResponse(new ApiError("invalid_request_error", err.message, err.status));
+    }
     if (err instanceof DOMException && (err.name === "AbortError" || err.name === "TimeoutError")) {
       // the client is gone (nobody reads this) or the request outlived --timeout
-      return errorResponse(new ApiError("unavailable_error", `request ${err.name === "TimeoutError" ? "timed out" : "aborted"}`, 503));
+      return errorResponse(
+        new ApiError(
+          "unavailable_error",
+          `request ${err.name === "TimeoutError" ? "timed out" : "aborted"}`,
+          503,
+        ),
+      );
     }
     deps.log(`internal error: ${(err as Error).stack ?? err}`);
     return errorResponse(new ApiError("server_error", (err as Error).message ?? String(err)));

@@ -3,7 +3,14 @@
  * (`--models-dir`, `--models-max`...) configure the gateway, every other llama-server flag is
  * inherited by each model instance, and router flags also come from their `LLAMA_ARG_*` env forms.
  */
-import { isFalsey, isTruthy, lookupFlag, type OptionMap, type ResolvedFlag, switchValue } from "./flags/flags.ts";
+import {
+  isFalsey,
+  isTruthy,
+  lookupFlag,
+  type OptionMap,
+  type ResolvedFlag,
+  switchValue,
+} from "./flags/flags.ts";
 import type { GatewayConfig } from "./config.ts";
 
 export class CliError extends Error {
@@ -89,7 +96,9 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
       warnings.push(`${spelling} applies to one model; Switchyard always runs as a router, so it is ignored`);
     } else {
       passthrough.set(flag, value);
-      if (flag === "--offline" || flag === "--timeout" || flag === "--api-prefix" || flag === "--cors-origins") {
+      if (
+        flag === "--offline" || flag === "--timeout" || flag === "--api-prefix" || flag === "--cors-origins"
+      ) {
         router.set(flag, value);
       }
     }
@@ -101,7 +110,9 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     if (raw === undefined || raw === "") return undefined;
     const resolved = lookupFlag(flag);
     if (resolved && (resolved.option.def.kind === "bool" || resolved.option.def.kind === "none")) {
-      if (!isTruthy(raw) && !isFalsey(raw)) throw new CliError(`error: invalid boolean value for ${envName}: ${raw}`);
+      if (!isTruthy(raw) && !isFalsey(raw)) {
+        throw new CliError(`error: invalid boolean value for ${envName}: ${raw}`);
+      }
       return isTruthy(raw);
     }
     return raw;
@@ -175,11 +186,14 @@ function readValue(
 
 function positiveInt(flag: string, raw: string): number {
   const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new CliError(`error: ${flag} expects a positive integer, got '${raw}'`);
+  if (!Number.isInteger(n) || n <= 0) {
+    throw new CliError(`error: ${flag} expects a positive integer, got '${raw}'`);
+  }
   return n;
 }
 
-export const USAGE = `Switchyard: a model-managing gateway for llama.cpp (llama-server router mode, done better)
+export const USAGE =
+  `Switchyard: a model-managing gateway for llama.cpp (llama-server router mode, done better)
 
 usage: switchyard [router options] [llama-server options inherited by every model]
 

@@ -1,11 +1,13 @@
 /** What the HTTP layer needs from the rest of the gateway. Routes get this, nothing more. */
 import type { GatewayConfig } from "./config.ts";
+import type { Downloads } from "./downloads.ts";
 import type { EventBus } from "./scheduler/events.ts";
 import type { Scheduler } from "./scheduler/scheduler.ts";
 
 export interface GatewayDeps {
   config: GatewayConfig;
   scheduler: Scheduler;
+  downloads: Downloads;
   events: EventBus;
   /** `b<N>-<hash>` of the engine */
   buildInfo: string;

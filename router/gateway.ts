@@ -4,7 +4,9 @@
  */
 import type { GatewayConfig } from "./config.ts";
 import { createApp } from "./app.ts";
+import { Downloads } from "./downloads.ts";
 import { serverError } from "./errors.ts";
+import { hubOptionsFromEnv } from "./hub/options.ts";
 import { CountAdmission } from "./scheduler/admission.ts";
 import { EventBus } from "./scheduler/events.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
@@ -55,7 +57,9 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
     loadDelayMs: config.fakeTiming ? FAKE_DELAY_MS : 0,
     log,
   }, catalog.models);
-  log(`engine: ${engineBin} (${buildInfo}); ${catalog.models.length} models; ${config.modelsMax || "no"} limit`);
+  log(
+    `engine: ${engineBin} (${buildInfo}); ${catalog.models.length} models; ${config.modelsMax || "no"} limit`,
+  );
 
   let reloading: Promise<void> | undefined;
   const reload = (): Promise<void> => {
@@ -76,7 +80,14 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
     return reloading;
   };
 
-  const app = createApp({ config, scheduler, events, buildInfo, reload, log });
+  const downloads = new Downloads({
+    hub: hubOptionsFromEnv(opts.env, sources.cacheDir),
+    scheduler,
+    reload,
+    offline: config.offline,
+    log,
+  });
+  const app = createApp({ config, scheduler, downloads, events, buildInfo, reload, log });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({
     hostname: config.host,

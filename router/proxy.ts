@@ -7,7 +7,14 @@
 import type { Lease } from "./scheduler/scheduler.ts";
 
 /** Request headers that describe the client's connection, not the request. */
-const HOP_REQUEST = ["host", "connection", "keep-alive", "transfer-encoding", "content-length", "accept-encoding"];
+const HOP_REQUEST = [
+  "host",
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "content-length",
+  "accept-encoding",
+];
 /** Response headers the gateway sets itself. */
 const HOP_RESPONSE = ["connection", "keep-alive", "transfer-encoding", "content-length", "server"];
 

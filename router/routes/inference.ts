@@ -69,7 +69,13 @@ async function proxy(
 ): Promise<Response> {
   if (typeof model !== "string" || model === "") throw badRequest("model name is missing from the request");
   const signal = AbortSignal.any([c.req.raw.signal, AbortSignal.timeout(deps.config.timeoutS * 1000)]);
-  const lease = await deps.scheduler.acquire(model, { autoload: autoloadOf(c, deps), signal, touch });
+  const autoload = autoloadOf(c, deps);
+  let name = model;
+  if (!deps.scheduler.find(name) && autoload && deps.downloads.canPull(name)) {
+    // a first request for an uncached hub model pulls it, then loads it
+    name = await abortable(deps.downloads.pull(name), signal);
+  }
+  const lease = await deps.scheduler.acquire(name, { autoload, signal, touch });
   try {
     if (deps.config.fakeTiming) await abortableSleep(FAKE_DELAY_MS, signal);
   } catch (err) {
@@ -113,6 +119,14 @@ async function modelOfBody(req: Request, body: ArrayBuffer): Promise<unknown> {
     throw badRequest("request body must be a JSON object");
   }
   return (parsed as Record<string, unknown>).model;
+}
+
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -20,7 +20,9 @@ export function modelEntry(record: ModelRecord, now = Math.floor(Date.now() / 10
   const status: Record<string, unknown> = { value: record.state, args: record.args };
   if (record.presetText) status.preset = record.presetText;
   if (record.failed) Object.assign(status, { failed: true, exit_code: record.exitCode, error: record.error });
-  if (record.progress && record.state === "loading") status.progress = record.progress;
+  if (record.progress && (record.state === "loading" || record.state === "downloading")) {
+    status.progress = record.progress;
+  }
   const entry: ModelEntry = {
     id: spec.id,
     aliases: spec.aliases,

@@ -1,7 +1,8 @@
 /** The router's model-management API: list, load, unload, logs (llama.cpp's `/models` family). */
 import { Hono } from "hono";
 import type { Context } from "hono";
-import { badRequest } from "../errors.ts";
+import { badRequest, notFound } from "../errors.ts";
+import { removeCacheModel } from "../sources/hf_cache.ts";
 import type { GatewayDeps } from "../deps.ts";
 import { modelEntry } from "./model_entry.ts";
 
@@ -22,7 +23,35 @@ export function modelRoutes(deps: GatewayDeps): Hono {
     return c.json({ success: true });
   });
   app.post("/models/unload", async (c) => {
-    deps.scheduler.unload(await modelName(c));
+    const name = await modelName(c);
+    if (deps.scheduler.find(name)?.state === "downloading") await deps.downloads.cancel(name);
+    else deps.scheduler.unload(name);
+    return c.json({ success: true });
+  });
+
+  // download into the cache; progress and the outcome arrive on /models/sse
+  app.post("/models", async (c) => {
+    const name = await modelName(c);
+    if (!name) throw badRequest("model must be a non-empty string");
+    if (deps.scheduler.find(name)) throw badRequest(`model '${name}' already exists`);
+    void deps.downloads.pull(name);
+    return c.json({ success: true });
+  });
+
+  // cache models only, by id: stop it, delete its files, forget it
+  app.delete("/models", async (c) => {
+    const name = c.req.query("model") ?? "";
+    if (!name) throw badRequest("model must be a non-empty string");
+    const record = deps.scheduler.records().find((r) => r.id === name);
+    if (!record) throw notFound(`model name=${name} is not found`);
+    if (record.state === "downloading") await deps.downloads.cancel(name);
+    if (record.spec.source !== "cache" || !record.spec.cache) {
+      throw badRequest(`model name=${name} is not removable (not from cache)`);
+    }
+    await deps.scheduler.remove(record);
+    const removed = await removeCacheModel(record.spec);
+    deps.log(`deleted ${name}: ${removed.length} files`);
+    deps.events.publish({ model: name, event: "model_remove" });
     return c.json({ success: true });
   });
   app.get("/models/logs", (c) => {

@@ -96,7 +96,8 @@ export class ModelRecord {
     return this.state === "loading" || this.state === "loaded" || this.state === "sleeping" || this.stopping;
   }
   get ready(): boolean {
-    return (this.state === "loaded" || this.state === "sleeping") && !this.stopping && this.port !== undefined;
+    return (this.state === "loaded" || this.state === "sleeping") && !this.stopping &&
+      this.port !== undefined;
   }
   pushLog(line: string): void {
     this.logs.push(line);
@@ -169,7 +170,9 @@ export class Scheduler {
         if (record.state === "unloaded" && !record.stopping) {
           if (awaitedGeneration >= 0 && record.generation >= awaitedGeneration) {
             throw record.failed
-              ? serverError(`model name=${record.id} failed to load${record.error ? `: ${record.error}` : ""}`)
+              ? serverError(
+                `model name=${record.id} failed to load${record.error ? `: ${record.error}` : ""}`,
+              )
               : badRequest(`model name=${record.id} is not running`);
           }
           if (!opts.autoload) throw badRequest("model is not loaded");
@@ -465,6 +468,63 @@ export class Scheduler {
     await this.waitUnloaded(record);
   }
 
+  // ---- downloads -----------------------------------------------------------------------------------
+
+  /**
+   * Adds the transient entry llama.cpp shows for a download (`POST /models` or a first request for an
+   * uncached `owner/repo[:quant]`): named as requested, status `downloading`.
+   */
+  beginDownload(name: string): ModelRecord {
+    const existing = this.#records.get(name);
+    if (existing && existing.state !== "downloaded") throw badRequest(`model '${name}' already exists`);
+    const record = new ModelRecord({
+      id: name,
+      aliases: [],
+      tags: [],
+      source: "cache",
+      options: new Map([["--hf-repo", name]]),
+      loadOnStartup: false,
+      stopTimeoutS: 10,
+      hidden: false,
+    });
+    record.state = "downloading";
+    this.#records.set(name, record);
+    this.#opts.events.publish({ model: name, event: "model_status", data: { status: "downloading" } });
+    this.#notify();
+    return record;
+  }
+
+  updateDownload(name: string, progress: Record<string, unknown>): void {
+    const record = this.#records.get(name);
+    if (record?.state !== "downloading") return;
+    record.progress = progress;
+    this.#opts.events.publish({ model: name, event: "download_progress", data: { progress } });
+  }
+
+  /** The download ended; the entry stays `downloaded` (with the error, if any) until the next reload. */
+  endDownload(name: string, error?: string): void {
+    const record = this.#records.get(name);
+    if (record?.state !== "downloading") return;
+    record.state = "downloaded";
+    record.progress = undefined;
+    record.failed = error !== undefined;
+    record.error = error;
+    this.#opts.events.publish({
+      model: name,
+      event: error === undefined ? "download_finished" : "download_failed",
+      data: error === undefined ? undefined : { error },
+    });
+    this.#notify();
+  }
+
+  /** Stops the model if it runs and drops it from the table (`DELETE /models`). */
+  async remove(record: ModelRecord): Promise<void> {
+    await this.#stop(record);
+    this.#records.delete(record.id);
+    for (const [alias, id] of this.#aliases) if (id === record.id) this.#aliases.delete(alias);
+    this.#notify();
+  }
+
   // ---- sources -------------------------------------------------------------------------------------
 
   /**
@@ -478,16 +538,25 @@ export class Scheduler {
       const spec = next.get(id);
       if (!spec) {
         if (record.state === "downloading") continue;
+        if (record.state === "downloaded") {
+          this.#records.delete(id);
+          continue;
+        }
         if (record.alive) stops.push(this.#stop(record).then(() => void this.#records.delete(id)));
         else this.#records.delete(id);
       } else if (!sameLaunch(record.spec, spec) && record.alive) {
         stops.push(this.#stop(record).then(() => void (record.spec = spec)));
+      } else if (record.state === "downloading") {
+        continue;
       } else {
         record.spec = spec;
+        if (record.state === "downloaded") record.state = "unloaded";
         if (!record.alive) Object.assign(record, { failed: false, exitCode: undefined, error: undefined });
       }
     }
-    for (const spec of specs) if (!this.#records.has(spec.id)) this.#records.set(spec.id, new ModelRecord(spec));
+    for (const spec of specs) {
+      if (!this.#records.has(spec.id)) this.#records.set(spec.id, new ModelRecord(spec));
+    }
     this.#aliases.clear();
     for (const spec of specs) for (const alias of spec.aliases) this.#aliases.set(alias, spec.id);
     for (const record of this.#records.values()) {

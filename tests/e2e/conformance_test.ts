@@ -3,11 +3,17 @@
  * run unchanged against Switchyard: the harness starts `main.ts` as if it were llama-server. Only
  * its conftest (which downloads models) and two packages this machine cannot install are replaced
  * by the stand-ins in tests/conformance/; tiny models are placed in LLAMA_CACHE under the ids the
- * tests use.
+ * tests use, and the download tests reach a fake hub on loopback through HF_ENDPOINT.
+ *
+ * One deliberate difference: the harness starts every router with `--offline`, which llama.cpp only
+ * passes to model instances, so its downloads still go online. Switchyard's `--offline` never
+ * touches the network, so the wrapper below leaves that flag out.
  */
 import { join } from "node:path";
 import { assertEquals } from "../helpers/assert.ts";
 import { addToHfCache } from "../helpers/models.ts";
+import { startFakeHub } from "../fixtures/fake_hub.ts";
+import { tinyLlamaGguf } from "../fixtures/gguf.ts";
 import { engineCacheDir } from "../../runners/engine.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -40,11 +46,15 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const work = await Deno.makeTempDir({ prefix: "switchyard-conformance-" });
+    let hub: Awaited<ReturnType<typeof startFakeHub>> | undefined;
     try {
       await Deno.mkdir(join(work, "unit"));
       await Deno.mkdir(join(work, "tmp"));
       await Deno.copyFile(join(UPSTREAM_TESTS, "utils.py"), join(work, "utils.py"));
-      await Deno.copyFile(join(UPSTREAM_TESTS, "unit", "test_router.py"), join(work, "unit", "test_router.py"));
+      await Deno.copyFile(
+        join(UPSTREAM_TESTS, "unit", "test_router.py"),
+        join(work, "unit", "test_router.py"),
+      );
       for (const f of ["conftest.py", "filelock.py", "wget.py"]) {
         await Deno.copyFile(join(ROOT, "tests", "conformance", f), join(work, f));
       }
@@ -52,22 +62,48 @@ Deno.test({
       await addToHfCache(cache, "ggml-org/tinygemma3-GGUF", "tinygemma3-Q8_0.gguf");
       await addToHfCache(cache, "ggml-org/test-model-stories260K", "stories260K-F32.gguf");
       await addToHfCache(cache, "ggml-org/test-model-stories260K-infill", "stories260K-infill-F32.gguf");
+      hub = await startFakeHub({
+        repos: {
+          "ggml-org/test-model-router-download": { files: { "model-F16.gguf": tinyLlamaGguf({ seed: 3 }) } },
+        },
+      });
       const wrapper = join(work, "switchyard-as-llama-server");
       await Deno.writeTextFile(
         wrapper,
-        `#!/bin/sh\nexec "${Deno.execPath()}" run --allow-all "${join(ROOT, "main.ts")}" "$@"\n`,
+        [
+          "#!/bin/sh",
+          'for a in "$@"; do shift; [ "$a" = "--offline" ] || set -- "$@" "$a"; done',
+          `exec "${Deno.execPath()}" run --allow-all "${join(ROOT, "main.ts")}" "$@"`,
+          "",
+        ].join("\n"),
       );
       await Deno.chmod(wrapper, 0o755);
       const port = 18000 + Math.floor(Math.random() * 2000);
       const out = await new Deno.Command("python3", {
-        args: ["-m", "pytest", "-v", "-p", "no:cacheprovider", "unit/test_router.py", "-k", NEEDS_INTERNET.map((t) => `not ${t}`).join(" and ")],
+        args: [
+          "-m",
+          "pytest",
+          "-v",
+          "-p",
+          "no:cacheprovider",
+          "unit/test_router.py",
+          "-k",
+          NEEDS_INTERNET.map((t) => `not ${t}`).join(" and "),
+        ],
         cwd: work,
-        env: { LLAMA_SERVER_BIN_PATH: wrapper, LLAMA_CACHE: cache, PORT: String(port), PYTHONPATH: work },
+        env: {
+          LLAMA_SERVER_BIN_PATH: wrapper,
+          LLAMA_CACHE: cache,
+          HF_ENDPOINT: hub.url,
+          PORT: String(port),
+          PYTHONPATH: work,
+        },
         stdout: "inherit",
         stderr: "inherit",
       }).output();
       assertEquals(out.code, 0, "llama.cpp's router tests failed (see their output above)");
     } finally {
+      await hub?.close();
       await Deno.remove(work, { recursive: true });
     }
   },

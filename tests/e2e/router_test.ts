@@ -15,7 +15,9 @@ Deno.test({
   sanitizeOps: false,
   async fn(t) {
     const dir = await makeModelsDir(["alpha", "beta", "gamma"]);
-    const gw = await startGateway({ args: ["--models-dir", dir, "--models-max", "2", "-c", "512", "-np", "1"] });
+    const gw = await startGateway({
+      args: ["--models-dir", dir, "--models-max", "2", "-c", "512", "-np", "1"],
+    });
     try {
       await t.step("health and router props", async () => {
         assertEquals(await getJson(gw, "/health"), { status: "ok" });
@@ -34,7 +36,10 @@ Deno.test({
           assertEquals(m.status.value, "unloaded");
           assertEquals(m.source, "models_dir");
           assertEquals(m.can_remove, false);
-          assert(m.status.args.includes("--ctx-size") && m.status.args.includes("512"), m.status.args.join(" "));
+          assert(
+            m.status.args.includes("--ctx-size") && m.status.args.includes("512"),
+            m.status.args.join(" "),
+          );
           assert(m.status.args.includes("--alias") && m.status.args.includes(m.id));
         }
       });
@@ -71,7 +76,11 @@ Deno.test({
       });
 
       await t.step("completion, tokenize and GET routes by ?model=", async () => {
-        const completion = await postJson(gw, "/completion", { model: "alpha", prompt: "hello", n_predict: 4 });
+        const completion = await postJson(gw, "/completion", {
+          model: "alpha",
+          prompt: "hello",
+          n_predict: 4,
+        });
         assertEquals(completion.status, 200);
         assertEquals(typeof (await completion.json()).content, "string");
         const tok = await postJson(gw, "/tokenize", { model: "alpha", content: "hello world" });
@@ -87,17 +96,23 @@ Deno.test({
         assertEquals((await postJson(gw, "/tokenize", { model: "gamma", content: "x" })).status, 200);
         await waitForStatus(gw, "alpha", "unloaded");
         const list = await getJson(gw, "/models");
-        const states = Object.fromEntries(list.data.map((m: { id: string; status: { value: string } }) => [m.id, m.status.value]));
+        const states = Object.fromEntries(
+          list.data.map((m: { id: string; status: { value: string } }) => [m.id, m.status.value]),
+        );
         assertEquals(states, { alpha: "unloaded", beta: "loaded", gamma: "loaded" });
       });
 
       await t.step("explicit unload and load", async () => {
-        assertEquals(await (await postJson(gw, "/models/unload", { model: "gamma" })).json(), { success: true });
+        assertEquals(await (await postJson(gw, "/models/unload", { model: "gamma" })).json(), {
+          success: true,
+        });
         await waitForStatus(gw, "gamma", "unloaded");
         const again = await postJson(gw, "/models/unload", { model: "gamma" });
         assertEquals(again.status, 400);
         assertEquals((await again.json()).error.message, "model is not running");
-        assertEquals(await (await postJson(gw, "/models/load", { model: "gamma" })).json(), { success: true });
+        assertEquals(await (await postJson(gw, "/models/load", { model: "gamma" })).json(), {
+          success: true,
+        });
         await waitForStatus(gw, "gamma", "loaded");
         const twice = await postJson(gw, "/models/load", { model: "gamma" });
         assertEquals(twice.status, 400);
@@ -108,7 +123,13 @@ Deno.test({
         const cases: [string, string, BodyInit, number, string][] = [
           ["/v1/chat/completions", "POST", "{not json", 400, "invalid_request_error"],
           ["/v1/chat/completions", "POST", JSON.stringify({ messages: [] }), 400, "invalid_request_error"],
-          ["/v1/chat/completions", "POST", JSON.stringify({ model: "nope", messages: [] }), 400, "invalid_request_error"],
+          [
+            "/v1/chat/completions",
+            "POST",
+            JSON.stringify({ model: "nope", messages: [] }),
+            400,
+            "invalid_request_error",
+          ],
           ["/v1/chat/completions", "POST", "[1,2]", 400, "invalid_request_error"],
           ["/models/load", "POST", JSON.stringify({ model: "nope" }), 404, "not_found_error"],
           ["/models/unload", "POST", JSON.stringify({ model: "nope" }), 400, "invalid_request_error"],

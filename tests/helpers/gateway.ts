@@ -57,7 +57,9 @@ export async function startGateway(opts: StartOptions): Promise<TestGateway> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         watchers.delete(watch);
-        reject(new Error(`no log line matched ${pattern} in ${timeoutMs} ms; log:\n${logs.slice(-30).join("\n")}`));
+        reject(
+          new Error(`no log line matched ${pattern} in ${timeoutMs} ms; log:\n${logs.slice(-30).join("\n")}`),
+        );
       }, timeoutMs);
       const watch = (line: string) => {
         if (!pattern.test(line)) return;
@@ -70,7 +72,9 @@ export async function startGateway(opts: StartOptions): Promise<TestGateway> {
         if (!watchers.has(watch)) return;
         clearTimeout(timer);
         watchers.delete(watch);
-        reject(new Error(`gateway exited (code ${s.code}) before ${pattern}; log:\n${logs.slice(-30).join("\n")}`));
+        reject(
+          new Error(`gateway exited (code ${s.code}) before ${pattern}; log:\n${logs.slice(-30).join("\n")}`),
+        );
       });
     });
   };

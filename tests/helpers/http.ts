@@ -39,7 +39,12 @@ export function postJson(gw: HasUrl, path: string, body: unknown, headers?: Head
 }
 
 /** Polls `/models` until the model reaches `state` (the router's own tests poll the same way). */
-export async function waitForStatus(gw: HasUrl, model: string, state: string, timeoutMs = 30_000): Promise<void> {
+export async function waitForStatus(
+  gw: HasUrl,
+  model: string,
+  state: string,
+  timeoutMs = 30_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {

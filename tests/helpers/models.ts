@@ -21,7 +21,12 @@ export async function makeModelsDir(names: string[], opts?: TinyModelOptions): P
  * Places a model in a Hugging Face hub cache as `llama-server -hf` leaves it: the file as a blob,
  * a snapshot link to it and `refs/main`. Returns the snapshot file's path.
  */
-export async function addToHfCache(cacheDir: string, repo: string, file: string, bytes?: Uint8Array): Promise<string> {
+export async function addToHfCache(
+  cacheDir: string,
+  repo: string,
+  file: string,
+  bytes?: Uint8Array,
+): Promise<string> {
   const data = bytes ?? tinyModel();
   const commit = "0123456789abcdef0123456789abcdef01234567";
   const repoDir = join(cacheDir, `models--${repo.replace("/", "--")}`);
@@ -39,6 +44,7 @@ export async function addToHfCache(cacheDir: string, repo: string, file: string,
 
 /** Engines and runners still alive, by command line (for orphan checks). */
 export async function liveEngines(marker: string): Promise<number[]> {
-  const out = await new Deno.Command("pgrep", { args: ["-f", marker], stdout: "piped", stderr: "null" }).output();
+  const out = await new Deno.Command("pgrep", { args: ["-f", marker], stdout: "piped", stderr: "null" })
+    .output();
   return new TextDecoder().decode(out.stdout).split("\n").filter(Boolean).map(Number);
 }

@@ -5,7 +5,12 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { CountAdmission } from "../../router/scheduler/admission.ts";
 import { EventBus, type ModelEvent } from "../../router/scheduler/events.ts";
-import { type EngineStarter, type Lease, type RunningEngine, Scheduler } from "../../router/scheduler/scheduler.ts";
+import {
+  type EngineStarter,
+  type Lease,
+  type RunningEngine,
+  Scheduler,
+} from "../../router/scheduler/scheduler.ts";
 import type { ModelSpec } from "../../router/sources/types.ts";
 import type { EngineLaunch, RunnerMessage } from "../../runners/protocol.ts";
 
