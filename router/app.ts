@@ -3,7 +3,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
-import { timingSafeEqual } from "hono/utils/buffer";
+import { keyAuth } from "./auth.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import type { GatewayDeps } from "./deps.ts";
 import { eventRoutes } from "./routes/events.ts";
@@ -11,8 +11,6 @@ import { inferenceRoutes } from "./routes/inference.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { propsRoutes } from "./routes/props.ts";
 import { uiRoutes } from "./routes/ui.ts";
-
-const PUBLIC_PATHS = new Set(["/health", "/v1/health"]);
 
 export function createApp(deps: GatewayDeps): Hono {
   const { config } = deps;
@@ -23,7 +21,7 @@ export function createApp(deps: GatewayDeps): Hono {
     const allowed = config.corsOrigins.split(",").map((o) => o.trim()).filter(Boolean);
     api.use("*", cors({ origin: allowed.includes("*") ? "*" : allowed }));
   }
-  if (config.apiKeys.length) api.use("*", apiKeyAuth(config.apiKeys));
+  if (config.apiKeys.length) api.use("*", keyAuth(config.apiKeys, ""));
   api.use(
     "*",
     bodyLimit({
@@ -60,17 +58,4 @@ export function createApp(deps: GatewayDeps): Hono {
     return errorResponse(new ApiError("server_error", (err as Error).message ?? String(err)));
   });
   return app;
-}
-
-/** llama.cpp's key check: `Authorization: Bearer <key>` (prefix optional) or `X-Api-Key`; /health is public. */
-function apiKeyAuth(keys: string[]) {
-  return async (c: import("hono").Context, next: () => Promise<void>) => {
-    if (c.req.method === "OPTIONS" || PUBLIC_PATHS.has(c.req.path)) return next();
-    const header = c.req.header("authorization") ?? c.req.header("x-api-key") ?? "";
-    const given = header.replace(/^Bearer\s+/i, "").trim();
-    let ok = false;
-    for (const key of keys) if (await timingSafeEqual(given, key)) ok = true;
-    if (!ok) throw new ApiError("authentication_error", "Invalid API Key");
-    await next();
-  };
 }

@@ -11,6 +11,7 @@ import {
   type ResolvedFlag,
   switchValue,
 } from "./flags/flags.ts";
+import { type ApiKey, parseKeyFile } from "./auth.ts";
 import type { GatewayConfig } from "./config.ts";
 
 export class CliError extends Error {
@@ -38,15 +39,25 @@ const ROUTER_ONLY = new Set([
 const STRIPPED = new Set(["--model", "--mmproj", "--alias", "--hf-repo"]);
 
 /** Switchyard's own flags, not llama-server's. */
-const OWN_FLAGS: Record<string, { key: keyof OwnValues; valued: boolean }> = {
-  "--server-bin": { key: "serverBin", valued: true },
-  "--spare-runners": { key: "spareRunners", valued: true },
-  "--body-limit": { key: "bodyLimit", valued: true },
+const OWN_FLAGS: Record<string, keyof OwnValues> = {
+  "--server-bin": "serverBin",
+  "--spare-runners": "spareRunners",
+  "--body-limit": "bodyLimit",
+  "--admin-api-key": "adminApiKey",
+  "--admin-api-key-file": "adminApiKeyFile",
+  "--queue-max": "queueMax",
+  "--load-silence-timeout": "loadSilenceTimeout",
+  "--max-crashes": "maxCrashes",
 };
 interface OwnValues {
   serverBin?: string;
   spareRunners?: string;
   bodyLimit?: string;
+  adminApiKey?: string;
+  adminApiKeyFile?: string;
+  queueMax?: string;
+  loadSilenceTimeout?: string;
+  maxCrashes?: string;
 }
 
 export interface ParsedCli {
@@ -84,7 +95,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     }
     const ownFlag = OWN_FLAGS[spelling];
     if (ownFlag) {
-      own[ownFlag.key] = ownFlag.valued ? takeValue() : "true";
+      own[ownFlag] = takeValue();
       continue;
     }
     const resolved = lookupFlag(spelling);
@@ -128,17 +139,19 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     return Number(v);
   };
 
-  const apiKeys = (str("--api-key", "LLAMA_API_KEY") ?? "").split(",").map((k) => k.trim()).filter(Boolean);
-  const keyFile = str("--api-key-file", "LLAMA_ARG_API_KEY_FILE");
-  if (keyFile) {
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(keyFile);
-    } catch (e) {
-      throw new CliError(`error: cannot read --api-key-file '${keyFile}': ${(e as Error).message}`);
-    }
-    apiKeys.push(...text.split(/\r?\n/).map((k) => k.trim()).filter((k) => k && !k.startsWith("#")));
-  }
+  const adminKeys = [
+    ...keyList(own.adminApiKey ?? env.SWITCHYARD_ADMIN_API_KEY, true),
+    ...keysFromFile(own.adminApiKeyFile, "--admin-api-key-file", true),
+  ];
+  const apiKeys = [
+    ...keyList(str("--api-key", "LLAMA_API_KEY"), adminKeys.length === 0),
+    ...keysFromFile(
+      str("--api-key-file", "LLAMA_ARG_API_KEY_FILE"),
+      "--api-key-file",
+      adminKeys.length === 0,
+    ),
+    ...adminKeys,
+  ];
 
   const modelsMax = int("--models-max", "LLAMA_ARG_MODELS_MAX", 4);
   const config: GatewayConfig = {
@@ -149,6 +162,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     modelsMax: modelsMax < 0 ? 0 : modelsMax,
     autoload: fromEnv("--models-autoload", "LLAMA_ARG_MODELS_AUTOLOAD") !== false,
     apiKeys,
+    adminKeysConfigured: adminKeys.length > 0,
     serverBin: own.serverBin ?? env.LLAMA_SERVER_BIN,
     offline: fromEnv("--offline", "LLAMA_ARG_OFFLINE") === true,
     corsOrigins: str("--cors-origins", "LLAMA_ARG_CORS_ORIGINS"),
@@ -158,7 +172,12 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     passthrough,
     fakeTiming: !!env.LLAMA_SERVER_DEBUG_FAKE_TIMING,
     bodyLimit: own.bodyLimit ? positiveInt("--body-limit", own.bodyLimit) : 32 * 1024 * 1024,
-    spareRunners: own.spareRunners ? Number(own.spareRunners) : 1,
+    spareRunners: own.spareRunners ? nonNegativeInt("--spare-runners", own.spareRunners) : 1,
+    queueMax: own.queueMax ? positiveInt("--queue-max", own.queueMax) : 256,
+    loadSilenceTimeoutS: own.loadSilenceTimeout
+      ? positiveInt("--load-silence-timeout", own.loadSilenceTimeout)
+      : 120,
+    maxCrashes: own.maxCrashes ? positiveInt("--max-crashes", own.maxCrashes) : 5,
   };
   if (config.port < 0 || config.port > 65535) throw new CliError(`error: invalid --port ${config.port}`);
   return { config, warnings, help, version };
@@ -192,6 +211,29 @@ function positiveInt(flag: string, raw: string): number {
   return n;
 }
 
+function nonNegativeInt(flag: string, raw: string): number {
+  return raw.trim() === "0" ? 0 : positiveInt(flag, raw);
+}
+
+function keyList(raw: string | undefined, admin: boolean): ApiKey[] {
+  return (raw ?? "").split(",").map((k) => k.trim()).filter(Boolean).map((key) => ({ key, admin }));
+}
+
+function keysFromFile(path: string | undefined, flag: string, admin: boolean): ApiKey[] {
+  if (!path) return [];
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    throw new CliError(`error: cannot read ${flag} '${path}': ${(e as Error).message}`);
+  }
+  try {
+    return parseKeyFile(text, path, admin);
+  } catch (e) {
+    throw new CliError(`error: ${(e as Error).message}`);
+  }
+}
+
 export const USAGE =
   `Switchyard: a model-managing gateway for llama.cpp (llama-server router mode, done better)
 
@@ -206,7 +248,7 @@ router options (llama-server's, same env forms):
   --models-autoload, --no-models-autoload
                             load a model on its first request (default on) LLAMA_ARG_MODELS_AUTOLOAD
   --api-key KEY[,KEY]       require a key (Bearer or X-Api-Key)            LLAMA_API_KEY
-  --api-key-file FILE       keys, one per line                             LLAMA_ARG_API_KEY_FILE
+  --api-key-file FILE       keys, one per line ('KEY [models=a,b]')          LLAMA_ARG_API_KEY_FILE
   --cors-origins LIST       allowed CORS origins (none by default)         LLAMA_ARG_CORS_ORIGINS
   --offline                 never touch the network                        LLAMA_ARG_OFFLINE
   --timeout N               proxied request timeout in seconds (default 3600)
@@ -214,5 +256,10 @@ Switchyard options:
   --server-bin PATH         llama-server to run (else LLAMA_SERVER_BIN, PATH, or a cached build)
   --spare-runners N         runners started ahead of need (default 1)
   --body-limit BYTES        largest request body (default 32 MiB)
+  --admin-api-key KEY[,KEY] keys for load/unload/download/delete/reload; other keys then only infer
+  --admin-api-key-file FILE admin keys, one per line                        (SWITCHYARD_ADMIN_API_KEY)
+  --queue-max N             requests that may wait for one model (default 256), then 503
+  --load-silence-timeout S  kill a loading engine silent for S seconds (default 120)
+  --max-crashes N           stop restarting a model after N crashes in a row (default 5)
 Any other llama-server flag (-c 8192, -ngl 99, --temp 0.8, --no-jinja, ...) is passed to every model.
 `;

@@ -1,4 +1,5 @@
 /** The gateway's configuration, parsed from llama-server-style flags and their env forms. */
+import type { ApiKey } from "./auth.ts";
 import type { OptionMap } from "./flags/flags.ts";
 
 export interface GatewayConfig {
@@ -10,7 +11,9 @@ export interface GatewayConfig {
   modelsMax: number;
   autoload: boolean;
   /** keys accepted for every endpoint but /health (empty: no auth) */
-  apiKeys: string[];
+  apiKeys: ApiKey[];
+  /** some keys are admin keys: model management then needs one */
+  adminKeysConfigured: boolean;
   serverBin?: string;
   offline: boolean;
   /** comma-separated origins, as llama-server's --cors-origins; undefined: no CORS headers */
@@ -27,4 +30,10 @@ export interface GatewayConfig {
   bodyLimit: number;
   /** runners started ahead of need, to hide a runner's start-up from cold start */
   spareRunners: number;
+  /** requests that may wait for one model; more get 503 with Retry-After */
+  queueMax: number;
+  /** a loading engine silent this long (no log, no progress) is considered hung and killed */
+  loadSilenceTimeoutS: number;
+  /** consecutive crashes after which a model is not restarted until an explicit load */
+  maxCrashes: number;
 }

@@ -5,6 +5,7 @@
 import type { GatewayConfig } from "./config.ts";
 import { createApp } from "./app.ts";
 import { Downloads } from "./downloads.ts";
+import { GATEWAY_PID_ENV, killOrphanEngines } from "./orphans.ts";
 import { serverError } from "./errors.ts";
 import { hubOptionsFromEnv } from "./hub/options.ts";
 import { CountAdmission } from "./scheduler/admission.ts";
@@ -45,6 +46,10 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
   const catalog = await loadCatalog(sources);
   catalog.warnings.forEach((w) => log(`warning: ${w}`));
 
+  const orphans = await killOrphanEngines();
+  if (orphans.length) {
+    log(`stopped ${orphans.length} engines left by an earlier gateway: pids ${orphans.join(", ")}`);
+  }
   const events = new EventBus();
   const pool = new RunnerPool({ spares: config.spareRunners, log });
   const scheduler = new Scheduler({
@@ -53,8 +58,12 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
     admission: new CountAdmission(config.modelsMax),
     events,
     passthrough: config.passthrough,
-    engineEnv: {},
+    // marks engines as ours, so a later gateway can find those an earlier one left behind
+    engineEnv: { [GATEWAY_PID_ENV]: String(Deno.pid) },
     loadDelayMs: config.fakeTiming ? FAKE_DELAY_MS : 0,
+    queueMax: config.queueMax,
+    loadSilenceTimeoutMs: config.loadSilenceTimeoutS * 1000,
+    maxCrashes: config.maxCrashes,
     log,
   }, catalog.models);
   log(

@@ -4,7 +4,9 @@
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
+import { requireAdmin, requireModelAllowed } from "../auth.ts";
 import { badRequest, unavailable } from "../errors.ts";
+import { isSafeModelName } from "../sources/names.ts";
 import { forward, UpstreamError } from "../proxy.ts";
 import type { GatewayDeps } from "../deps.ts";
 
@@ -70,24 +72,36 @@ async function proxy(
   if (typeof model !== "string" || model === "") throw badRequest("model name is missing from the request");
   const signal = AbortSignal.any([c.req.raw.signal, AbortSignal.timeout(deps.config.timeoutS * 1000)]);
   const autoload = autoloadOf(c, deps);
+  if (!isSafeModelName(model)) throw badRequest("invalid model name");
   let name = model;
   if (!deps.scheduler.find(name) && autoload && deps.downloads.canPull(name)) {
     // a first request for an uncached hub model pulls it, then loads it
+    requireAdmin(c, deps.config.adminKeysConfigured);
+    requireModelAllowed(c, [name]);
     name = await abortable(deps.downloads.pull(name), signal);
   }
-  const lease = await deps.scheduler.acquire(name, { autoload, signal, touch });
-  try {
-    if (deps.config.fakeTiming) await abortableSleep(FAKE_DELAY_MS, signal);
-  } catch (err) {
-    lease.release();
-    throw err;
-  }
+  const record = deps.scheduler.find(name);
+  if (record) requireModelAllowed(c, [model, record.id, ...record.spec.aliases]);
   const url = new URL(c.req.url);
-  try {
-    return await forward(c.req.raw, { lease, pathAndQuery: url.pathname + url.search, body, signal });
-  } catch (err) {
-    if (err instanceof UpstreamError) throw unavailable(err.message);
-    throw err;
+  // an engine that dies before answering costs the client nothing: the request is retried once on a fresh load
+  for (let attempt = 0;; attempt++) {
+    const lease = await deps.scheduler.acquire(name, { autoload, signal, touch });
+    try {
+      if (deps.config.fakeTiming) await abortableSleep(FAKE_DELAY_MS, signal);
+    } catch (err) {
+      lease.release();
+      throw err;
+    }
+    try {
+      return await forward(c.req.raw, { lease, pathAndQuery: url.pathname + url.search, body, signal });
+    } catch (err) {
+      if (!(err instanceof UpstreamError)) throw err;
+      if (attempt === 0 && await deps.scheduler.engineGone(lease.modelId, lease.port, 3000)) {
+        deps.log(`${lease.modelId} died before answering a request; retrying it on a fresh load`);
+        continue;
+      }
+      throw unavailable(err.message);
+    }
   }
 }
 

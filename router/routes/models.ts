@@ -1,28 +1,40 @@
 /** The router's model-management API: list, load, unload, logs (llama.cpp's `/models` family). */
 import { Hono } from "hono";
 import type { Context } from "hono";
+import { modelVisible, requireAdmin, requireModelAllowed } from "../auth.ts";
 import { badRequest, notFound } from "../errors.ts";
+import { isSafeModelName } from "../sources/names.ts";
 import { removeCacheModel } from "../sources/hf_cache.ts";
 import type { GatewayDeps } from "../deps.ts";
 import { modelEntry } from "./model_entry.ts";
 
 export function modelRoutes(deps: GatewayDeps): Hono {
   const app = new Hono();
+  const admin = (c: Context) => requireAdmin(c, deps.config.adminKeysConfigured);
   const list = async (c: Context) => {
     // llama.cpp: any non-empty value of `reload` rescans the sources first
-    if (c.req.query("reload")) await deps.reload();
+    if (c.req.query("reload")) {
+      admin(c);
+      await deps.reload();
+    }
     const now = Math.floor(Date.now() / 1000);
-    const data = deps.scheduler.records().filter((r) => !r.spec.hidden).map((r) => modelEntry(r, now));
+    const data = deps.scheduler.records()
+      .filter((r) => !r.spec.hidden && modelVisible(c, [r.id, ...r.spec.aliases]))
+      .map((r) => modelEntry(r, now));
     return c.json({ object: "list", data });
   };
   app.get("/models", list);
   app.get("/v1/models", list);
 
   app.post("/models/load", async (c) => {
-    await deps.scheduler.load(await modelName(c));
+    admin(c);
+    const name = await modelName(c);
+    requireModelAllowed(c, namesOf(deps, name));
+    await deps.scheduler.load(name);
     return c.json({ success: true });
   });
   app.post("/models/unload", async (c) => {
+    admin(c);
     const name = await modelName(c);
     if (deps.scheduler.find(name)?.state === "downloading") await deps.downloads.cancel(name);
     else deps.scheduler.unload(name);
@@ -31,6 +43,7 @@ export function modelRoutes(deps: GatewayDeps): Hono {
 
   // download into the cache; progress and the outcome arrive on /models/sse
   app.post("/models", async (c) => {
+    admin(c);
     const name = await modelName(c);
     if (!name) throw badRequest("model must be a non-empty string");
     if (deps.scheduler.find(name)) throw badRequest(`model '${name}' already exists`);
@@ -40,6 +53,7 @@ export function modelRoutes(deps: GatewayDeps): Hono {
 
   // cache models only, by id: stop it, delete its files, forget it
   app.delete("/models", async (c) => {
+    admin(c);
     const name = c.req.query("model") ?? "";
     if (!name) throw badRequest("model must be a non-empty string");
     const record = deps.scheduler.records().find((r) => r.id === name);
@@ -58,9 +72,15 @@ export function modelRoutes(deps: GatewayDeps): Hono {
     const name = c.req.query("model") ?? "";
     const record = deps.scheduler.find(name);
     if (!record) throw badRequest(`model '${name}' not found`);
+    requireModelAllowed(c, [record.id, ...record.spec.aliases]);
     return c.json({ model: record.id, lines: record.logs });
   });
   return app;
+}
+
+function namesOf(deps: GatewayDeps, name: string): string[] {
+  const record = deps.scheduler.find(name);
+  return record ? [name, record.id, ...record.spec.aliases] : [name];
 }
 
 /** The `model` field of a JSON body; a missing or empty one resolves to no model. */
@@ -73,5 +93,6 @@ export async function modelName(c: Context): Promise<string> {
   }
   const model = (body as Record<string, unknown> | null)?.model;
   if (model !== undefined && typeof model !== "string") throw badRequest("model must be a string");
+  if (model && !isSafeModelName(model)) throw badRequest("invalid model name");
   return model ?? "";
 }

@@ -9,7 +9,7 @@
  * used idle model is evicted; a model serving or awaited by a request is never evicted; requests
  * that find no slot wait in a FIFO queue, and a client that leaves frees its place.
  */
-import { badRequest, notFound, serverError } from "../errors.ts";
+import { badRequest, notFound, serverError, unavailable } from "../errors.ts";
 import { type OptionMap, renderArgs } from "../flags/flags.ts";
 import { renderPresetText } from "../sources/preset.ts";
 import type { ModelSpec } from "../sources/types.ts";
@@ -39,6 +39,12 @@ export interface SchedulerOptions {
   engineEnv?: Record<string, string>;
   /** LLAMA_SERVER_DEBUG_FAKE_TIMING: wait this long before each load (llama.cpp: 2 s) */
   loadDelayMs?: number;
+  /** requests that may wait for one model; more are refused with 503 */
+  queueMax?: number;
+  /** a loading engine that says nothing for this long is hung: it is killed */
+  loadSilenceTimeoutMs?: number;
+  /** consecutive crashes after which only an explicit load restarts the model */
+  maxCrashes?: number;
   log?: (line: string) => void;
 }
 
@@ -57,6 +63,9 @@ export interface AcquireOptions {
 }
 
 const LOG_LINES_KEPT = 200;
+/** a model that ran this long before crashing is not in a crash loop */
+const STABLE_RUN_MS = 60_000;
+const MAX_BACKOFF_MS = 30_000;
 const ERROR_LOG_LINES = 12;
 const PROGRESS_EVENT_INTERVAL_MS = 200;
 
@@ -76,6 +85,11 @@ export class ModelRecord {
   waiting = 0;
   lastUsed = 0;
   failed = false;
+  /** unexpected exits in a row; drives restart backoff and the crash-loop cap */
+  crashes = 0;
+  readyAt?: number;
+  /** last sign of life while loading (a log line or progress) */
+  lastActivity = 0;
   exitCode?: number;
   error?: string;
   progress?: Record<string, unknown>;
@@ -176,6 +190,13 @@ export class Scheduler {
               : badRequest(`model name=${record.id} is not running`);
           }
           if (!opts.autoload) throw badRequest("model is not loaded");
+          const maxCrashes = this.#opts.maxCrashes ?? Infinity;
+          if (record.crashes >= maxCrashes) {
+            throw unavailable(
+              `model ${record.id} crashed ${record.crashes} times in a row; it is not restarted until ` +
+                `an explicit POST /models/load. Last error: ${record.error ?? "unknown"}`,
+            );
+          }
           if (!entry || entry.done) {
             entry = this.#enqueue(record);
             awaitedGeneration = record.generation + 1;
@@ -186,6 +207,9 @@ export class Scheduler {
           awaitedGeneration = record.generation;
         } else if (record.state === "downloading" || record.state === "downloaded") {
           throw badRequest(`model name=${record.id} is not running`);
+        }
+        if (record.waiting >= (this.#opts.queueMax ?? Infinity)) {
+          throw unavailable(`too many requests waiting for model ${record.id}; try again shortly`, 1);
         }
         record.waiting++;
         try {
@@ -292,6 +316,7 @@ export class Scheduler {
   async load(name: string): Promise<void> {
     const record = this.find(name);
     if (!record) throw notFound("model is not found");
+    record.crashes = 0;
     for (let attempt = 0;; attempt++) {
       if (record.alive) throw badRequest("model is already running");
       if (record.state === "downloading" || record.state === "downloaded") return;
@@ -310,6 +335,22 @@ export class Scheduler {
     if (!record) throw badRequest("model is not found");
     if (!record.alive || record.stopping) throw badRequest("model is not running");
     void this.#stop(record);
+  }
+
+  /**
+   * After a request found the engine at `port` unreachable: resolves true once that engine is known
+   * to be gone (so a retry gets a fresh one), false if it still looks alive after `timeoutMs`.
+   */
+  async engineGone(modelId: string, port: number, timeoutMs: number): Promise<boolean> {
+    const record = this.find(modelId);
+    if (!record) return false;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    try {
+      while (record.port === port) await this.#nextChange(deadline);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Resolves when the model's process is gone. */
@@ -358,9 +399,35 @@ export class Scheduler {
         this.#onExit(record, 1, null);
       }
     };
-    const delay = this.#opts.loadDelayMs ?? 0;
+    const backoff = record.crashes >= 2 ? Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (record.crashes - 2)) : 0;
+    if (backoff) {
+      this.#log(`${record.id} crashed ${record.crashes} times in a row: restarting in ${backoff} ms`);
+    }
+    const delay = (this.#opts.loadDelayMs ?? 0) + backoff;
     if (delay > 0) setTimeout(start, delay);
     else start();
+    this.#watchLoad(record, generation);
+  }
+
+  /** Judges a load by its progress, not a fixed timer: only an engine that goes silent is killed. */
+  #watchLoad(record: ModelRecord, generation: number): void {
+    const limit = this.#opts.loadSilenceTimeoutMs;
+    if (!limit) return;
+    record.lastActivity = performance.now();
+    const timer = setInterval(() => {
+      if (record.generation !== generation || record.state !== "loading" || record.stopping) {
+        clearInterval(timer);
+        return;
+      }
+      if (!record.engine || performance.now() - record.lastActivity < limit) return;
+      clearInterval(timer);
+      const line = `no output for ${
+        Math.round(limit / 1000)
+      } s while loading: the engine looks hung, killing it`;
+      this.#log(`${record.id}: ${line}`);
+      record.pushLog(line);
+      record.engine.kill();
+    }, Math.min(1000, limit));
   }
 
   #onRunnerMessage(record: ModelRecord, generation: number, m: RunnerMessage): void {
@@ -371,10 +438,12 @@ export class Scheduler {
         record.args = this.argsOf(record);
         break;
       case "log":
+        record.lastActivity = performance.now();
         record.pushLog(m.line);
         this.#opts.log?.(`[${record.id}] ${m.line}`);
         return;
       case "progress": {
+        record.lastActivity = performance.now();
         if (record.state === "sleeping") record.state = "loading";
         record.progress = m.progress;
         const now = performance.now();
@@ -390,6 +459,7 @@ export class Scheduler {
       }
       case "ready": {
         record.state = "loaded";
+        record.readyAt ??= performance.now();
         record.progress = undefined;
         const first = Object.keys(m.info).length > 0;
         if (first) record.info = m.info;
@@ -417,6 +487,10 @@ export class Scheduler {
   #onExit(record: ModelRecord, code: number, signal: string | null): void {
     const expected = record.stopRequested;
     const exitCode = signal && code === 0 ? 1 : code;
+    const ranStably = record.readyAt !== undefined && performance.now() - record.readyAt > STABLE_RUN_MS;
+    const crashed = !expected && (exitCode !== 0 || signal !== null);
+    record.crashes = !crashed ? 0 : ranStably ? 1 : record.crashes + 1;
+    record.readyAt = undefined;
     Object.assign(record, {
       state: "unloaded",
       stopping: false,
@@ -425,7 +499,7 @@ export class Scheduler {
       progress: undefined,
       info: undefined,
       exitCode,
-      failed: !expected && (exitCode !== 0 || signal !== null),
+      failed: crashed,
     });
     record.error = record.failed
       ? `exit code ${exitCode}${signal ? ` (${signal})` : ""}; last log lines:\n` +
