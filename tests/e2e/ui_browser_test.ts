@@ -1,0 +1,214 @@
+/**
+ * The web UI in a real browser against the real gateway with real llama-server engines and tiny models:
+ * pick a model and watch it load, get a streamed answer, switch models mid-conversation (the next
+ * message autoloads the new one), see a model that cannot load explained, read a model's arguments and
+ * log, unload it, find the conversation again after a reload, and use the page at phone width.
+ * Screenshots go to tests/artifacts/ (git-ignored).
+ */
+import type { Page } from "playwright-core";
+import { startGateway, type TestGateway } from "../helpers/gateway.ts";
+import { engineAvailable } from "../helpers/http.ts";
+import { makeModelsDir } from "../helpers/models.ts";
+import { assert, assertEquals, assertIncludes } from "./ui_assert.ts";
+import { artifactPath, hasChromium, launchBrowser, SKIP_MESSAGE } from "./ui_helpers.ts";
+
+const noBrowser = !hasChromium();
+if (noBrowser) console.error(`skipping the UI browser test: ${SKIP_MESSAGE}`);
+const noEngine = noBrowser ? undefined : await engineAvailable();
+
+/** Records every model row's state change and every render of a streaming answer, from page start. */
+const RECORDER = `
+  window.__states = [];
+  window.__renders = [];
+  new MutationObserver((records) => {
+    for (const r of records) {
+      const t = r.target;
+      if (!(t instanceof Element)) continue;
+      if (r.type === "attributes" && t.classList.contains("model-row")) {
+        window.__states.push(t.querySelector("input").value + ":" + t.dataset.state);
+      }
+      if (r.type === "childList" && t.matches("article.msg-assistant.is-pending")) {
+        window.__renders.push((t.querySelector(".msg-body")?.textContent ?? "").length);
+      }
+    }
+  }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"] });
+`;
+
+const row = (page: Page, id: string) => page.locator(`.model-row:has(input[value="${id}"])`);
+
+// Page-side code is passed as strings: this file is type-checked without the DOM library.
+
+async function waitState(page: Page, id: string, state: string, timeout = 60_000) {
+  await page.waitForFunction(
+    `[...document.querySelectorAll(".model-row input")].find((i) => i.value === ${JSON.stringify(id)})
+      ?.closest(".model-row")?.dataset.state === ${JSON.stringify(state)}`,
+    undefined,
+    { timeout },
+  );
+}
+
+/** Waits until the last answer has finished streaming; returns its text. */
+async function lastAnswer(page: Page, timeout = 60_000): Promise<string> {
+  await page.waitForFunction(
+    `[...document.querySelectorAll("article.msg-assistant")].at(-1)?.classList.contains("is-pending") === false`,
+    undefined,
+    { timeout },
+  );
+  return await page.locator("article.msg-assistant").last().innerText();
+}
+
+async function send(page: Page, text: string) {
+  await page.fill("#composer-input", text);
+  await page.press("#composer-input", "Enter");
+}
+
+Deno.test({
+  name: "web UI on the real gateway: pick, load, stream, switch, failure, details, unload, phone",
+  ignore: noBrowser || !!noEngine,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const dir = await makeModelsDir(["alpha", "beta"]);
+    // a file that is not a model: its load fails, and the page must say why
+    await Deno.writeFile(
+      `${dir}/broken.gguf`,
+      new TextEncoder().encode("this is not a gguf file\n".repeat(64)),
+    );
+    let gw: TestGateway | undefined;
+    const browser = await launchBrowser();
+    try {
+      // -n keeps answers short, so that the conversation fits the context as it grows
+      gw = await startGateway({ args: ["--models-dir", dir, "-c", "1024", "-np", "1", "-n", "64"] });
+      const page = await browser.context.newPage();
+      const pageErrors: string[] = [];
+      page.on("pageerror", (e) => pageErrors.push(e.message));
+      await page.addInitScript(RECORDER);
+      const chats: { stream: unknown; type: string }[] = [];
+      page.on("response", (res) => {
+        if (!res.url().endsWith("/v1/chat/completions")) return;
+        chats.push({
+          stream: res.request().postDataJSON()?.stream,
+          type: res.headers()["content-type"] ?? "",
+        });
+      });
+
+      await t.step("the page lists every model with its state, live", async () => {
+        await page.goto(gw!.url);
+        await page.locator("#feed[data-state=live]").waitFor({ timeout: 15_000 });
+        for (const id of ["alpha", "beta", "broken"]) await waitState(page, id, "unloaded");
+        assertEquals(await page.title(), "Switchyard");
+        await page.screenshot({ path: await artifactPath("ui-gateway-1-models.png") });
+      });
+
+      await t.step(
+        "choosing a model and pressing Load loads it, with the state shown as it goes",
+        async () => {
+          await row(page, "alpha").locator(".model-repo").click();
+          assertEquals(await page.locator("#current-name").innerText(), "alpha");
+          await page.getByRole("button", { name: "Load alpha" }).click();
+          await waitState(page, "alpha", "loaded");
+          const states: string[] = await page.evaluate<string[]>("window.__states");
+          const alpha = states.filter((s) => s.startsWith("alpha:"));
+          assert(alpha.indexOf("alpha:loading") >= 0, `alpha never showed loading: ${alpha.join(", ")}`);
+          assert(alpha.indexOf("alpha:loading") < alpha.indexOf("alpha:loaded"), alpha.join(", "));
+          assertEquals(await page.locator("#current-state").innerText(), "Ready");
+          await page.screenshot({ path: await artifactPath("ui-gateway-2-loaded.png") });
+        },
+      );
+
+      await t.step("a message gets a streamed answer labelled with its model", async () => {
+        await send(page, "Hello, who are you?");
+        const text = await lastAnswer(page);
+        assert(text.length > 10, `answer too short: ${JSON.stringify(text)}`);
+        assertEquals(chats[0]?.stream, true);
+        assertIncludes(chats[0]?.type ?? "", "text/event-stream");
+        // text was on screen while the answer was still streaming (how many pieces depends on timing)
+        const renders: number[] = await page.evaluate<number[]>("window.__renders");
+        assert(renders.some((n) => n > 0), `no text was shown before the stream ended: ${renders.join(",")}`);
+        const answer = page.locator("article.msg-assistant").last();
+        assertEquals(await answer.locator(".msg-model").innerText(), "alpha");
+        assertEquals(await answer.locator(".msg-error").count(), 0);
+        await page.screenshot({ path: await artifactPath("ui-gateway-3-answer.png") });
+      });
+
+      await t.step("switching models mid-conversation: the next message loads the new one", async () => {
+        await row(page, "beta").locator(".model-repo").click();
+        await send(page, "And you?");
+        await lastAnswer(page);
+        await waitState(page, "beta", "loaded");
+        const labels = await page.locator("article.msg-assistant .msg-model").allInnerTexts();
+        assertEquals(labels, ["alpha", "beta"]);
+        assertEquals(await page.locator("article.msg-assistant .msg-error").count(), 0);
+      });
+
+      await t.step(
+        "a model that cannot load: the answer shows the gateway's error and the reason",
+        async () => {
+          await row(page, "broken").locator(".model-repo").click();
+          await send(page, "Are you there?");
+          await lastAnswer(page);
+          const error = page.locator("article.msg-assistant").last().locator(".msg-error");
+          await error.waitFor();
+          assertIncludes(await error.locator(".msg-error-title").innerText(), "failed to load");
+          // the engine's own words, picked out of its log: llama.cpp rejects the file's magic
+          assertIncludes(await error.locator(".msg-error-reason").innerText(), "GGUF");
+          await waitState(page, "broken", "failed");
+          const detail = await row(page, "broken").locator(".model-detail").innerText();
+          assert(detail.trim().length > 0, "the failed row shows no reason");
+          await page.screenshot({ path: await artifactPath("ui-gateway-4-failed.png") });
+        },
+      );
+
+      await t.step("the model dialog shows effective arguments and log lines, and unloads", async () => {
+        await page.getByRole("button", { name: "Details and logs for alpha" }).click();
+        const dialog = page.locator("#model-dialog");
+        await dialog.waitFor();
+        const args = await dialog.locator("#md-args").innerText();
+        assertIncludes(args, "--ctx-size 1024");
+        assertIncludes(args, "alpha.gguf");
+        await page.waitForFunction(
+          `!["", "Loading…", "No log lines yet."].includes(document.getElementById("md-logs")?.textContent ?? "")`,
+        );
+        await page.screenshot({ path: await artifactPath("ui-gateway-5-details.png") });
+        await dialog.getByRole("button", { name: "Unload" }).click();
+        await waitState(page, "alpha", "unloaded");
+        assertEquals(await dialog.locator("#md-load").isVisible(), true);
+        await page.keyboard.press("Escape");
+        await dialog.waitFor({ state: "hidden" });
+        await page.screenshot({ path: await artifactPath("ui-gateway-6-unloaded.png") });
+      });
+
+      await t.step("the conversation survives a reload", async () => {
+        await page.reload();
+        await page.locator("#feed[data-state=live]").waitFor({ timeout: 15_000 });
+        assertEquals(await page.locator("article.msg-user").count(), 3);
+        assertEquals(await page.locator("article.msg-assistant .msg-model").allInnerTexts(), [
+          "alpha",
+          "beta",
+          "broken",
+        ]);
+      });
+
+      await t.step("phone width: the model list is a drawer and the chat fits", async () => {
+        await page.setViewportSize({ width: 390, height: 844 });
+        await page.waitForTimeout(300); // the drawer slides out of view
+        await page.screenshot({ path: await artifactPath("ui-gateway-7-phone.png") });
+        const overflow = await page.evaluate<number>("document.documentElement.scrollWidth - innerWidth");
+        assert(overflow <= 0, `the page scrolls sideways by ${overflow}px at 390px`);
+        await page.click("#open-sidebar");
+        await page.locator("#sidebar.is-open").waitFor();
+        await page.waitForTimeout(300); // the slide-in transition
+        await page.screenshot({ path: await artifactPath("ui-gateway-8-phone-models.png") });
+        await row(page, "alpha").locator(".model-repo").click();
+        await page.locator("#sidebar.is-open").waitFor({ state: "detached" });
+        assertEquals(await page.locator("#current-name").innerText(), "alpha");
+      });
+
+      assertEquals(pageErrors, []);
+    } finally {
+      await browser.close();
+      await gw?.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});

@@ -1,0 +1,188 @@
+/**
+ * The web UI in a real browser against the fake API (tests/fixtures/mock_api.ts), for what is hard to
+ * stage with real engines: the API key dialog, stopping a slow answer, download progress, deleting with
+ * a confirmation, the safety of rendered model output, and keyboard use. Needs Chromium, not llama-server.
+ */
+import type { Page } from "playwright-core";
+import { type MockApi, startMockApi } from "../fixtures/mock_api.ts";
+import { assert, assertEquals, assertIncludes } from "./ui_assert.ts";
+import { artifactPath, hasChromium, launchBrowser, SKIP_MESSAGE } from "./ui_helpers.ts";
+
+const noBrowser = !hasChromium();
+if (noBrowser) console.error(`skipping the UI mock test: ${SKIP_MESSAGE}`);
+
+const GEMMA = "ggml-org/gemma-3-1b-it-GGUF:Q4_K_M";
+const QWEN = "ggml-org/Qwen3-0.6B-GGUF:Q8_0";
+
+// Page-side code is passed as strings: this file is type-checked without the DOM library.
+async function waitState(page: Page, id: string, state: string, timeout = 15_000) {
+  await page.waitForFunction(
+    `[...document.querySelectorAll(".model-row input")].find((i) => i.value === ${JSON.stringify(id)})
+      ?.closest(".model-row")?.dataset.state === ${JSON.stringify(state)}`,
+    undefined,
+    { timeout },
+  );
+}
+
+async function answered(page: Page) {
+  await page.waitForFunction(
+    `[...document.querySelectorAll("article.msg-assistant")].at(-1)?.classList.contains("is-pending") === false`,
+    undefined,
+    { timeout: 15_000 },
+  );
+}
+
+Deno.test({
+  name: "web UI on the mock API: key dialog, stop, markdown safety, download, delete, keyboard",
+  ignore: noBrowser,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const mock: MockApi = await startMockApi({ apiKey: "s3cret", tick: 100 });
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.context.newPage();
+      const pageErrors: string[] = [];
+      page.on("pageerror", (e) => pageErrors.push(e.message));
+
+      await t.step("a 401 opens the key dialog; the key is stored and sent from then on", async () => {
+        await page.goto(mock.url);
+        const dialog = page.locator("#key-dialog");
+        await dialog.waitFor();
+        await page.screenshot({ path: await artifactPath("ui-mock-1-key.png") });
+        await page.fill("#kd-input", "s3cret");
+        await page.press("#kd-input", "Enter");
+        await dialog.waitFor({ state: "hidden" });
+        await page.locator("#feed[data-state=live]").waitFor();
+        await waitState(page, GEMMA, "unloaded");
+        assertEquals(await page.evaluate<string>(`localStorage.getItem("switchyard.apiKey")`), "s3cret");
+      });
+
+      await t.step("every state is shown: ready, sleeping, not loaded", async () => {
+        await waitState(page, QWEN, "loaded");
+        await waitState(page, "sleepy-llama-3.2-1b", "sleeping");
+        // only a loaded model is picked for a first visit
+        assertEquals(await page.locator("#current-name").innerText(), "Qwen3-0.6B-GGUF:Q8_0");
+      });
+
+      await t.step("Esc stops a streaming answer and keeps what came", async () => {
+        await page.fill("#composer-input", "Tell me about <script>alert(1)</script>");
+        await page.press("#composer-input", "Enter");
+        await page.locator("article.msg-assistant.is-pending .msg-body").waitFor();
+        assertEquals(await page.getAttribute("#send", "aria-label"), "Stop the answer");
+        await page.keyboard.press("Escape");
+        await answered(page);
+        const last = page.locator("article.msg-assistant").last();
+        assertEquals(await last.locator(".msg-flag").innerText(), "stopped");
+        assert((await last.locator(".msg-body").innerText()).length > 0, "the partial answer was dropped");
+        assertEquals(await page.getAttribute("#send", "aria-label"), "Send");
+      });
+
+      await t.step("model output is rendered as markdown, never as HTML", async () => {
+        await page.getByRole("button", { name: "Regenerate" }).click();
+        await answered(page);
+        const body = page.locator("article.msg-assistant").last().locator(".msg-body");
+        assertEquals(await body.locator("strong").first().innerText(), "streamed");
+        assertEquals(await body.locator("pre code.language-ts").count(), 1);
+        assertEquals(await body.locator("table td code").innerText(), "loaded");
+        assertEquals(await body.locator("a").getAttribute("rel"), "noopener noreferrer");
+        assertEquals(await body.locator("b, script").count(), 0);
+        assertIncludes(await body.innerText(), "<b>not bold</b>");
+        // the question's <script> is text in the user's bubble, and in the echo
+        assertIncludes(await page.locator("article.msg-user .bubble").first().innerText(), "<script>");
+        assertEquals(await page.locator("article script").count(), 0);
+        await page.screenshot({ path: await artifactPath("ui-mock-2-markdown.png") });
+      });
+
+      await t.step("Shift+Enter makes a new line; Enter sends", async () => {
+        await page.fill("#composer-input", "line one");
+        await page.press("#composer-input", "Shift+Enter");
+        await page.keyboard.type("line two");
+        assertEquals(await page.inputValue("#composer-input"), "line one\nline two");
+        assertEquals(await page.locator("article.msg-user").count(), 1);
+        await page.press("#composer-input", "Enter");
+        await answered(page);
+        assertEquals(await page.locator("article.msg-user").last().innerText(), "line one\nline two");
+      });
+
+      await t.step("the model list works from the keyboard", async () => {
+        await page.getByRole("radio", { name: QWEN }).focus();
+        await page.keyboard.press("ArrowUp");
+        assertEquals(await page.locator("#current-name").innerText(), "gemma-3-1b-it-GGUF:Q4_K_M");
+      });
+
+      await t.step("a model that fails to load shows why, in its row and in the answer", async () => {
+        await page.getByRole("radio", { name: "broken-model" }).check({ force: true });
+        await page.fill("#composer-input", "hello?");
+        await page.press("#composer-input", "Enter");
+        await answered(page);
+        const error = page.locator("article.msg-assistant").last().locator(".msg-error");
+        assertEquals(
+          await error.locator(".msg-error-title").innerText(),
+          "model name=broken-model failed to load",
+        );
+        await error.locator(".msg-error-reason").waitFor();
+        assertIncludes(await error.locator(".msg-error-reason").innerText(), "not within the file bounds");
+        await waitState(page, "broken-model", "failed");
+        await page.screenshot({ path: await artifactPath("ui-mock-3-failed.png") });
+      });
+
+      await t.step("a download shows its progress, then the model appears under its cache name", async () => {
+        await page.click("#download summary");
+        await page.fill("#download-name", "not a repo");
+        await page.press("#download-name", "Enter");
+        assertEquals(await page.locator("#download-msg").getAttribute("data-kind"), "error");
+        await page.fill("#download-name", "unsloth/Qwen3-4B-GGUF:q4_k_m");
+        await page.press("#download-name", "Enter");
+        await waitState(page, "unsloth/Qwen3-4B-GGUF:q4_k_m", "downloading");
+        await page.waitForFunction(
+          `[...document.querySelectorAll(".model-row progress")].some((p) => p.value > 0.2)`,
+        );
+        const row = page.locator(`.model-row:has(input[value="unsloth/Qwen3-4B-GGUF:q4_k_m"])`);
+        assertIncludes(await row.locator(".model-detail").innerText(), " of 812 MB");
+        await page.screenshot({ path: await artifactPath("ui-mock-4-download.png") });
+        await waitState(page, "unsloth/Qwen3-4B-GGUF:Q4_K_M", "unloaded");
+        assertEquals(await row.count(), 0);
+      });
+
+      await t.step("delete asks first, and is offered only for cache models", async () => {
+        await page.getByRole("button", { name: "Details and logs for tiny-stories" }).click();
+        await page.locator("#model-dialog").waitFor();
+        assertEquals(await page.locator("#md-delete").isVisible(), false);
+        assertIncludes(await page.locator("#md-sub").innerText(), "also known as stories");
+        await page.keyboard.press("Escape");
+        await page.getByRole("button", { name: `Details and logs for ${GEMMA}` }).click();
+        await page.locator("#md-delete").click();
+        const confirm = page.locator("#confirm-dialog");
+        await confirm.waitFor();
+        assertIncludes(await confirm.innerText(), GEMMA);
+        await confirm.getByRole("button", { name: "Cancel" }).click();
+        assertEquals(await page.locator(`.model-row:has(input[value="${GEMMA}"])`).count(), 1);
+        await page.locator("#md-delete").click();
+        await confirm.getByRole("button", { name: "Delete" }).click();
+        await page.locator("#model-dialog").waitFor({ state: "hidden" });
+        await page.locator(`.model-row:has(input[value="${GEMMA}"])`).waitFor({ state: "detached" });
+        assert(mock.requests.includes("DELETE /models"), "no DELETE was sent");
+      });
+
+      await t.step("phone width, light and dark", async () => {
+        await page.setViewportSize({ width: 390, height: 844 });
+        await page.waitForTimeout(300);
+        const overflow = await page.evaluate<number>("document.documentElement.scrollWidth - innerWidth");
+        assert(overflow <= 0, `the page scrolls sideways by ${overflow}px at 390px`);
+        await page.screenshot({ path: await artifactPath("ui-mock-5-phone.png") });
+        await page.emulateMedia({ colorScheme: "dark" });
+        await page.click("#open-sidebar");
+        await page.waitForTimeout(300);
+        await page.screenshot({ path: await artifactPath("ui-mock-6-phone-dark-models.png") });
+        await page.keyboard.press("Escape");
+        await page.locator("#sidebar.is-open").waitFor({ state: "detached" });
+      });
+
+      assertEquals(pageErrors, []);
+    } finally {
+      await browser.close();
+      await mock.stop();
+    }
+  },
+});
