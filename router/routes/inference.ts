@@ -74,7 +74,10 @@ async function proxy(
   const autoload = autoloadOf(c, deps);
   if (!isSafeModelName(model)) throw badRequest("invalid model name");
   let name = model;
-  if (!deps.scheduler.find(name) && autoload && deps.downloads.canPull(name)) {
+  const known = deps.scheduler.find(name);
+  // a download entry (in progress, or ended) is not a model yet: pull() joins or restarts the download
+  const pulling = known?.state === "downloading" || known?.state === "downloaded";
+  if ((!known || pulling) && autoload && deps.downloads.canPull(name)) {
     // a first request for an uncached hub model pulls it, then loads it
     requireAdmin(c, deps.config.adminKeysConfigured);
     requireModelAllowed(c, [name]);

@@ -619,7 +619,12 @@ export class Scheduler {
         if (record.alive) stops.push(this.#stop(record).then(() => void this.#records.delete(id)));
         else this.#records.delete(id);
       } else if (!sameLaunch(record.spec, spec) && record.alive) {
-        stops.push(this.#stop(record).then(() => void (record.spec = spec)));
+        stops.push(this.#stop(record).then(() => {
+          record.spec = spec;
+          record.args = this.argsOf(record);
+          record.presetText = renderPresetText(spec, this.#opts.passthrough);
+          this.#notify();
+        }));
       } else if (record.state === "downloading") {
         continue;
       } else {
