@@ -324,10 +324,6 @@ Deno.test({
         const [a, b] = await Promise.all([chat(g, `${CONC}:Q4_K_M`), chat(g, `${CONC}:Q4_K_M`)]);
         const bodies = [await a.text(), await b.text()];
         assertEquals(fileGets(hub, "conc-Q4_K_M.gguf"), 1, "the hub saw one GET of the file");
-        // FAILS, product bug (router/routes/inference.ts, the `!deps.scheduler.find(name)` test before
-        // `downloads.pull()`): the second request finds the transient `downloading` entry the first
-        // one's pull created, so it never joins the download and `scheduler.acquire()` rejects it
-        // with 400 "model name=... is not running".
         assertEquals([a.status, b.status], [200, 200], bodies.join("\n"));
       });
 
@@ -461,9 +457,6 @@ Deno.test({
       });
 
       await t.step("after a failed pull, the same request pulls again once the hub is fixed", async () => {
-        // FAILS, product bug (same place as the concurrent-requests one): the failed pull leaves a
-        // transient `downloaded` (failed) entry under the requested name until the next reload, so the
-        // retry skips `downloads.pull()` and gets 400 "model name=... is not running".
         await chatOk(g, `${BAD}:Q4_K_M`);
         assertEquals((await entry(g, `${BAD}:Q4_K_M`))?.status.value, "loaded");
       });
@@ -692,10 +685,7 @@ Deno.test({
           const kept = list.find((m) => m.id === "keep")!;
           assertEquals(kept.status.value, "loaded", "an unchanged running model keeps running");
           assertEquals(kept.status.args, keepArgs, "on the same port");
-          // FAILS, product bug (router/scheduler/scheduler.ts, replaceSpecs): for a changed running
-          // model the new spec is assigned only after its stop (`.then(() => record.spec = spec)`), but
-          // `record.args` and `record.presetText` are rendered before that, from the old spec; so
-          // /models shows the old options (--ctx-size 512, old status.preset) until the next spawn.
+          // the listing shows the new options at once, not only after the next spawn
           const stale = changed.status.args[changed.status.args.indexOf("--ctx-size") + 1];
           // the changed one comes back with its new options on the next request
           await chatOk(g, "short");
