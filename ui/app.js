@@ -9,7 +9,7 @@ import { ChatView } from "./chatview.js";
 import { DetailsDialog } from "./details.js";
 import { askApiKey, confirmDialog } from "./dialogs.js";
 import { announce, byId, h } from "./dom.js";
-import { describe, ModelStore, reasonOf, stateOf, watchModels } from "./models.js";
+import { describe, ModelStore, reasonOf, stateOf, waitForState, watchModels } from "./models.js";
 import { Picker, splitId } from "./picker.js";
 
 const MODEL_STORAGE = "switchyard.model";
@@ -20,6 +20,8 @@ const conversation = new Conversation();
 setKeyPrompt(askApiKey);
 
 let selected = localStorage.getItem(MODEL_STORAGE) ?? "";
+/** from GET /props: false when the gateway runs with --no-models-autoload */
+let autoload = true;
 
 /** @param {string} id */
 function select(id) {
@@ -27,6 +29,7 @@ function select(id) {
   localStorage.setItem(MODEL_STORAGE, id);
   picker.setSelected(id);
   renderCurrent();
+  renderWelcome();
 }
 
 /** Shows a short-lived notice; errors stay until dismissed. @param {string} text @param {boolean} [isError] */
@@ -190,6 +193,8 @@ function renderWelcome() {
   }
   const pick = selected && store.get(selected)
     ? `Ask ${splitId(selected).name} anything.`
+    : narrow.matches
+    ? "Pick a model with the button above."
     : "Pick a model from the list.";
   text.textContent =
     `${pick} ${models.length} model${models.length === 1 ? "" : "s"} available, ${ready} ready. ` +
@@ -304,6 +309,16 @@ const chat = new ChatView({
     openSidebar();
   },
   askKey: askApiKey,
+  prepare: async (model, signal) => {
+    // With autoload on, the gateway loads the model for the request. Without it, load it here first.
+    const state = stateOf(store.get(model));
+    if (autoload || !["unloaded", "failed", "loading"].includes(state)) return;
+    if (state !== "loading") await postJson("/models/load", { model }, { signal });
+    const end = await waitForState(store, model, (s) => s !== "loading" && s !== "unloaded", signal);
+    if (end === "failed") {
+      throw new ApiError(500, `model name=${model} failed to load`);
+    }
+  },
 });
 
 byId("new-chat").addEventListener("click", async () => {
@@ -327,6 +342,7 @@ picker.render();
 renderCurrent();
 watchModels(store);
 apiJson("/props").then((props) => {
+  autoload = props?.models_autoload !== false;
   const info = [props?.build_info, props?.max_instances ? `up to ${props.max_instances} loaded` : ""];
   byId("build-info").textContent = info.filter(Boolean).join(" · ");
 }).catch(() => {});

@@ -87,16 +87,20 @@ export class Conversation extends EventTarget {
   }
 
   /**
-   * What is sent to the model: the turns so far, without failed or empty answers.
+   * What is sent to the model: the turns so far, without failed or empty answers, roles alternating.
    * @param {string} [beforeId] stop before this message
    * @returns {{role: string, content: string}[]}
    */
   history(beforeId) {
+    /** @type {{role: string, content: string}[]} */
     const out = [];
     for (const m of this.messages) {
       if (m.id === beforeId) break;
       if (m.role === "assistant" && (m.error || !m.content)) continue;
-      out.push({ role: m.role, content: m.content });
+      const prev = out[out.length - 1];
+      // a failed answer leaves two user turns in a row; many chat templates insist that roles alternate
+      if (prev?.role === m.role) prev.content += "\n\n" + m.content;
+      else out.push({ role: m.role, content: m.content });
     }
     return out;
   }

@@ -29,6 +29,8 @@ import { splitId } from "./picker.js";
  * @property {() => string} model the chosen model, "" when none
  * @property {() => void} needModel called when a message is sent with no model chosen
  * @property {(reason: string) => Promise<boolean>} askKey
+ * @property {(model: string, signal: AbortSignal) => Promise<void>} prepare runs before each request (loads
+ *   the model first where the gateway does not autoload)
  */
 
 export class ChatView {
@@ -127,6 +129,7 @@ export class ChatView {
     /** @type {Partial<Message>} */
     let end = {};
     try {
+      await this.o.prepare(model, abort.signal);
       await streamChat({
         model,
         messages,

@@ -228,6 +228,36 @@ export function describe(entry) {
   return { state, label, detail, progress };
 }
 
+/**
+ * Resolves with the model's state once `done(state)` holds; rejects with an AbortError on `signal`.
+ * @param {ModelStore} store
+ * @param {string} id
+ * @param {(state: string) => boolean} done
+ * @param {AbortSignal} signal
+ * @returns {Promise<string>}
+ */
+export function waitForState(store, id, done, signal) {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const state = stateOf(store.get(id));
+      if (!done(state)) return;
+      stop();
+      resolve(state);
+    };
+    const abort = () => {
+      stop();
+      reject(new DOMException("stopped", "AbortError"));
+    };
+    const stop = () => {
+      store.removeEventListener("change", check);
+      signal.removeEventListener("abort", abort);
+    };
+    store.addEventListener("change", check);
+    signal.addEventListener("abort", abort);
+    check();
+  });
+}
+
 /** @param {number} v */
 function clamp(v) {
   return Math.min(1, Math.max(0, v));

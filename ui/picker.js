@@ -128,10 +128,10 @@ export class Picker {
     const state = h("span", { class: "model-state", id: `model-${n}-state` }, dot, stateLabel);
     const label = h(
       "label",
-      { for: radio.id, class: "model-main", title: id },
+      { for: radio.id, class: "model-main" },
       h(
         "span",
-        { class: "model-name" },
+        { class: "model-name", title: id },
         h("span", { class: "model-repo", text: parts.name }),
         parts.tag ? h("span", { class: "model-tag", text: parts.tag }) : null,
       ),

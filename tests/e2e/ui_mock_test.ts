@@ -127,6 +127,22 @@ Deno.test({
         await page.screenshot({ path: await artifactPath("ui-mock-3-failed.png") });
       });
 
+      await t.step(
+        "after a failed answer, the next request still alternates user and assistant",
+        async () => {
+          await page.getByRole("radio", { name: QWEN }).check({ force: true });
+          const request = page.waitForRequest((r) => r.url().endsWith("/v1/chat/completions"));
+          await page.fill("#composer-input", "and now?");
+          await page.press("#composer-input", "Enter");
+          const body = (await request).postDataJSON();
+          await answered(page);
+          const roles: string[] = body.messages.map((m: { role: string }) => m.role);
+          assertEquals(roles, ["user", "assistant", "user", "assistant", "user"]);
+          assertEquals(body.messages.at(-1).content, "hello?\n\nand now?");
+          assertEquals(body.stream, true);
+        },
+      );
+
       await t.step("a download shows its progress, then the model appears under its cache name", async () => {
         await page.click("#download summary");
         await page.fill("#download-name", "not a repo");
@@ -180,6 +196,50 @@ Deno.test({
       });
 
       assertEquals(pageErrors, []);
+    } finally {
+      await browser.close();
+      await mock.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "web UI on the mock API: the feed reconnects; without autoload the page loads the model first",
+  ignore: noBrowser,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    let mock: MockApi = await startMockApi({ tick: 60, autoload: false });
+    const port = Number(new URL(mock.url).port);
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.context.newPage();
+      await page.goto(mock.url);
+      await page.locator("#feed[data-state=live]").waitFor();
+
+      await t.step("a message to an unloaded model loads it, then is answered", async () => {
+        await page.getByRole("radio", { name: "tiny-stories" }).check({ force: true });
+        await page.fill("#composer-input", "once upon a time");
+        await page.press("#composer-input", "Enter");
+        await answered(page);
+        await waitState(page, "tiny-stories", "loaded");
+        const last = page.locator("article.msg-assistant").last();
+        assertEquals(await last.locator(".msg-error").count(), 0);
+        assertIncludes(await last.locator(".msg-body").innerText(), "streamed");
+        assert(mock.requests.includes("POST /models/load"), "the page did not load the model");
+      });
+
+      await t.step(
+        "when the gateway goes away and comes back, the feed reconnects with fresh state",
+        async () => {
+          await mock.stop();
+          await page.locator("#feed[data-state=offline]").waitFor();
+          mock = await startMockApi({ tick: 60, port });
+          await page.locator("#feed[data-state=live]").waitFor({ timeout: 20_000 });
+          // the new gateway starts with tiny-stories unloaded: the snapshot says so
+          await waitState(page, "tiny-stories", "unloaded");
+        },
+      );
     } finally {
       await browser.close();
       await mock.stop();
