@@ -212,3 +212,37 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "web UI on the real gateway with --api-key: the page loads, asks for the key, then works",
+  ignore: noBrowser || !!noEngine,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await makeModelsDir(["alpha"]);
+    let gw: TestGateway | undefined;
+    const browser = await launchBrowser();
+    try {
+      gw = await startGateway({ args: ["--models-dir", dir, "-c", "512", "--api-key", "k-123"] });
+      const page = await browser.context.newPage();
+      await page.goto(gw.url);
+      const dialog = page.locator("#key-dialog");
+      await dialog.waitFor({ timeout: 15_000 });
+      await page.fill("#kd-input", "wrong");
+      await page.press("#kd-input", "Enter");
+      // the wrong key is refused and the dialog comes back with the gateway's reason
+      await page.waitForFunction(`document.getElementById("kd-reason").textContent.includes("refused")`);
+      await dialog.waitFor();
+      await page.fill("#kd-input", "k-123");
+      await page.press("#kd-input", "Enter");
+      await dialog.waitFor({ state: "hidden" });
+      await page.locator("#feed[data-state=live]").waitFor({ timeout: 15_000 });
+      await waitState(page, "alpha", "unloaded");
+      await page.screenshot({ path: await artifactPath("ui-gateway-9-api-key.png") });
+    } finally {
+      await browser.close();
+      await gw?.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
