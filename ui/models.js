@@ -113,8 +113,13 @@ export class ModelStore extends EventTarget {
     const next = /** @type {ModelStatus} */ ({ ...status });
     if (event === "model_status" || event === "status_change" || event === "status_update") {
       const s = data?.status;
-      if (s && typeof s === "object") Object.assign(next, s); // a whole status object
-      else if (typeof s === "string") {
+      if (s && typeof s === "object") {
+        // a whole status object replaces the old one (args and preset stay when it leaves them out)
+        for (const k of Object.keys(next)) {
+          if (k !== "args" && k !== "preset") delete next[/** @type {keyof ModelStatus} */ (k)];
+        }
+        Object.assign(next, s);
+      } else if (typeof s === "string") {
         next.value = s;
         if (s === "loading" || s === "downloading") {
           delete next.failed;
