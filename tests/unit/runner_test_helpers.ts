@@ -1,0 +1,129 @@
+/**
+ * Shared pieces of the runner tests: a launch of the stub engine, a runner driven over its raw
+ * protocol, and checks that processes are really gone.
+ */
+import { isAlive } from "../../runners/lifeline.ts";
+import { forEachLine } from "../../runners/lines.ts";
+import type { EngineLaunch, RunnerCommand, RunnerMessage } from "../../runners/protocol.ts";
+import { runnerCommand } from "../../runners/supervisor.ts";
+
+export const STUB_ENGINE: string = new URL("../fixtures/stub_engine.ts", import.meta.url).pathname;
+
+/** Marks this test run's stub engines so that a leak check can find exactly them. */
+export const TAG: string = `switchyard-test-${crypto.randomUUID()}`;
+
+/** Launches the stub engine (see its header for `options`). */
+export function stubLaunch(options: string[] = []): EngineLaunch {
+  return {
+    bin: Deno.execPath(),
+    args: ["run", "--allow-all", "--no-config", STUB_ENGINE, ...options, "--tag", TAG],
+    env: {},
+  };
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` until it holds; throws after `timeoutMs`. Returns the time it took. */
+export async function waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<number> {
+  const start = performance.now();
+  while (!check()) {
+    if (performance.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await delay(20);
+  }
+  return performance.now() - start;
+}
+
+/** Waits until none of `pids` runs; returns how long that took. */
+export function waitGone(pids: number[], timeoutMs = 5_000): Promise<number> {
+  return waitFor(() => pids.every((pid) => !isAlive(pid)), timeoutMs, `processes ${pids} still alive`);
+}
+
+/** Pids of this run's stub engines still running (zombies excluded). */
+export function liveStubEngines(): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
+      if (cmdline.includes(TAG) && isAlive(Number(entry.name))) pids.push(Number(entry.name));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return pids;
+}
+
+/** Resident memory of `pid` in KiB, from /proc/<pid>/status. */
+export function rssKiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+}
+
+/** A runner process driven over its raw stdin/stdout protocol, recording every message with its time. */
+export class RawRunner {
+  readonly pid: number;
+  readonly messages: { at: number; message: RunnerMessage }[] = [];
+  readonly status: Promise<Deno.CommandStatus>;
+  readonly drained: Promise<void>;
+  #child: Deno.ChildProcess;
+  #stdin: WritableStreamDefaultWriter<Uint8Array>;
+
+  constructor() {
+    const { cmd, args } = runnerCommand();
+    this.#child = new Deno.Command(cmd, { args, stdin: "piped", stdout: "piped", stderr: "inherit" }).spawn();
+    this.pid = this.#child.pid;
+    this.#stdin = this.#child.stdin.getWriter();
+    this.#stdin.closed.catch(() => {});
+    this.drained = forEachLine(this.#child.stdout, (line) => {
+      this.messages.push({ at: performance.now(), message: JSON.parse(line) });
+    });
+    this.status = this.#child.status;
+  }
+
+  async send(command: RunnerCommand): Promise<number> {
+    const at = performance.now();
+    await this.#stdin.write(new TextEncoder().encode(JSON.stringify(command) + "\n"));
+    return at;
+  }
+
+  async closeStdin(): Promise<void> {
+    await this.#stdin.close();
+  }
+
+  /** The first message of `type` (waiting up to `timeoutMs` for it). */
+  async next<T extends RunnerMessage["type"]>(
+    type: T,
+    timeoutMs = 10_000,
+  ): Promise<{ at: number; message: Extract<RunnerMessage, { type: T }> }> {
+    await waitFor(
+      () => this.messages.some((m) => m.message.type === type),
+      timeoutMs,
+      `runner message ${type}`,
+    );
+    return this.messages.find((m) => m.message.type === type) as {
+      at: number;
+      message: Extract<RunnerMessage, { type: T }>;
+    };
+  }
+
+  types(): string[] {
+    return this.messages.map((m) => m.message.type);
+  }
+
+  /** Waits for the runner to exit and its output to end. */
+  async done(): Promise<Deno.CommandStatus> {
+    const status = await this.status;
+    await this.drained;
+    return status;
+  }
+
+  kill(signal: Deno.Signal): void {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+}
