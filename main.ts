@@ -3,7 +3,6 @@
  * Speaks llama-server's router-mode flags: `deno task serve --models-dir ./models --models-max 2`.
  */
 import { CliError, parseCli, USAGE } from "./router/cli.ts";
-import { startGateway } from "./router/gateway.ts";
 import { RUNNER_FLAG, runRunner } from "./runners/runner.ts";
 
 function log(line: string): void {
@@ -11,6 +10,7 @@ function log(line: string): void {
 }
 
 async function main(args: string[]): Promise<number> {
+  // a compiled binary is its own runner; the gateway's modules are loaded only below, so a runner stays small
   if (args[0] === RUNNER_FLAG) return await runRunner();
   let parsed;
   try {
@@ -29,6 +29,7 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   parsed.warnings.forEach((w) => log(`warning: ${w}`));
+  const { startGateway } = await import("./router/gateway.ts");
   let gateway;
   try {
     gateway = await startGateway(parsed.config, { env: Deno.env.toObject(), log });

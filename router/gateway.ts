@@ -51,7 +51,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
     log(`stopped ${orphans.length} engines left by an earlier gateway: pids ${orphans.join(", ")}`);
   }
   const events = new EventBus();
-  const pool = new RunnerPool({ spares: config.spareRunners, log });
+  const pool = new RunnerPool({ spares: config.spareRunners, log, env: engineEnvironment(opts.env) });
   const scheduler = new Scheduler({
     engineBin,
     starter: pool,
@@ -123,3 +123,27 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
       })(),
   };
 }
+
+/**
+ * The environment runners and engines get: the gateway's, without what is the gateway's alone. An
+ * engine must never see an API key (it would demand it from the gateway) nor router-only settings.
+ */
+export function engineEnvironment(env: Record<string, string | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || GATEWAY_ONLY_ENV.has(name) || name.startsWith("LLAMA_ARG_MODELS_")) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+const GATEWAY_ONLY_ENV = new Set([
+  "LLAMA_API_KEY",
+  "LLAMA_ARG_API_KEY_FILE",
+  "SWITCHYARD_ADMIN_API_KEY",
+  "LLAMA_ARG_SSL_KEY_FILE",
+  "LLAMA_ARG_SSL_CERT_FILE",
+  "LLAMA_ARG_HOST",
+  "LLAMA_ARG_PORT",
+  "HF_TOKEN",
+]);

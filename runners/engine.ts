@@ -10,7 +10,6 @@ export const ENGINE_PACKAGE = "node-llama-cpp@3.21.1";
 /** npm's integrity string for that tarball: the bundle is verified before anything is built from it. */
 const ENGINE_PACKAGE_INTEGRITY =
   "sha512-E3N0Ev2Va0wzydvXYFwM9Hvyo07PoWjt8T/9GMc43Cvt8YkV/NU/tYUgEMC1grTPv2o9PRjQi0G3Wb5P/awiMg==";
-const ENGINE_PACKAGE_URL = "https://registry.npmjs.org/node-llama-cpp/-/node-llama-cpp-3.21.1.tgz";
 const BUNDLE_IN_PACKAGE = "package/llama/gitRelease.bundle";
 
 const CMAKE_FLAGS = [
@@ -178,20 +177,17 @@ async function sha512Integrity(path: string): Promise<string> {
   return "sha512-" + btoa(String.fromCharCode(...new Uint8Array(digest)));
 }
 
-/** Fetches the pinned package tarball into `dir` (npm when present, for its proxy and registry settings). */
+/** Fetches the pinned package tarball into `dir` with npm, so npm's own registry and proxy settings apply. */
 async function fetchPackage(dir: string, env: Env, log: (line: string) => void): Promise<string> {
   const tarball = join(dir, "node-llama-cpp-3.21.1.tgz");
-  if (await onPath("npm", env)) {
-    log(`switchyard: downloading ${ENGINE_PACKAGE} with npm pack`);
-    await run("npm", ["pack", ENGINE_PACKAGE, "--silent", "--pack-destination", dir]);
-  } else {
-    log(`switchyard: downloading ${ENGINE_PACKAGE_URL}`);
-    const response = await fetch(ENGINE_PACKAGE_URL);
-    if (!response.ok || !response.body) {
-      throw new EngineBuildError(`download of ${ENGINE_PACKAGE_URL} failed: HTTP ${response.status}`);
-    }
-    await response.body.pipeTo((await Deno.create(tarball)).writable);
+  if (!await onPath("npm", env)) {
+    throw new EngineNotFoundError(
+      `building llama-server needs npm to fetch ${ENGINE_PACKAGE} (Debian: apt-get install npm), ` +
+        "or give a llama-server with --server-bin / LLAMA_SERVER_BIN",
+    );
   }
+  log(`switchyard: downloading ${ENGINE_PACKAGE} with npm pack`);
+  await run("npm", ["pack", ENGINE_PACKAGE, "--silent", "--pack-destination", dir]);
   const integrity = await sha512Integrity(tarball);
   if (integrity !== ENGINE_PACKAGE_INTEGRITY) {
     throw new EngineBuildError(`${tarball} does not match the pinned integrity (got ${integrity})`);

@@ -42,6 +42,11 @@ export interface RunnerPoolOptions {
   /** how to start a runner (default `runnerCommand()`) */
   command?: CommandLine;
   /**
+   * The whole environment of runners (and so of engines); default: the gateway's own. The gateway
+   * passes its environment without its secrets (API keys), which engines must never see.
+   */
+  env?: Record<string, string>;
+  /**
    * Where runners' own diagnostics (their stderr, not engine output) and the pool's warnings go, one
    * line at a time. Default: runners write straight to the gateway's stderr.
    */
@@ -94,10 +99,22 @@ class Runner implements RunnerHandle {
 
   #log: (line: string) => void;
 
-  constructor(command: CommandLine, log: ((line: string) => void) | undefined) {
+  constructor(
+    command: CommandLine,
+    log: ((line: string) => void) | undefined,
+    env: Record<string, string> | undefined,
+  ) {
     const { cmd, args } = tiedToParent(command.cmd, command.args);
     const stderr = log ? "piped" : "inherit";
-    this.#child = new Deno.Command(cmd, { args, stdin: "piped", stdout: "piped", stderr }).spawn();
+    this.#child = new Deno.Command(cmd, {
+      args,
+      env,
+      clearEnv: env !== undefined,
+      stdin: "piped",
+      stdout: "piped",
+      stderr,
+    })
+      .spawn();
     this.pid = this.#child.pid;
     this.#log = log ?? ((line) => console.error(line));
     if (log) forEachLine(this.#child.stderr, (line) => log(`runner ${this.pid}: ${line}`));
@@ -256,6 +273,7 @@ export class RunnerPool {
   #wanted: number;
   #command: CommandLine;
   #log: ((line: string) => void) | undefined;
+  #env: Record<string, string> | undefined;
   #refill: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
@@ -263,6 +281,7 @@ export class RunnerPool {
     this.#wanted = Math.max(0, options.spares ?? 1);
     this.#command = options.command ?? runnerCommand();
     this.#log = options.log;
+    this.#env = options.env;
     this.#topUp();
   }
 
@@ -313,7 +332,7 @@ export class RunnerPool {
   }
 
   #spawn(): Runner {
-    return new Runner(this.#command, this.#log);
+    return new Runner(this.#command, this.#log, this.#env);
   }
 
   #topUp(): void {

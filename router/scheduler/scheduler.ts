@@ -364,6 +364,8 @@ export class Scheduler {
     const options: OptionMap = new Map(record.spec.options);
     for (const [flag, value] of this.#opts.passthrough) options.set(flag, value);
     options.set("--alias", record.id);
+    // the gateway owns downloads: an engine only ever reads the cache
+    if (options.has("--hf-repo")) options.set("--offline", true);
     return { bin: this.#opts.engineBin, args: renderArgs(options), env: this.#opts.engineEnv ?? {} };
   }
 
@@ -619,12 +621,14 @@ export class Scheduler {
         if (record.alive) stops.push(this.#stop(record).then(() => void this.#records.delete(id)));
         else this.#records.delete(id);
       } else if (!sameLaunch(record.spec, spec) && record.alive) {
-        stops.push(this.#stop(record).then(() => {
-          record.spec = spec;
-          record.args = this.argsOf(record);
-          record.presetText = renderPresetText(spec, this.#opts.passthrough);
-          this.#notify();
-        }));
+        stops.push(
+          this.#stop(record).then(() => {
+            record.spec = spec;
+            record.args = this.argsOf(record);
+            record.presetText = renderPresetText(spec, this.#opts.passthrough);
+            this.#notify();
+          }),
+        );
       } else if (record.state === "downloading") {
         continue;
       } else {
