@@ -3,24 +3,20 @@
  * common/download.cpp does (find_best_model, get_split_files, find_best_sibling), so that what we
  * download is what `llama-server -hf owner/repo:TAG --offline` later finds in the cache.
  */
+import { isValidRepoId } from "../sources/hf_cache.ts";
+import { type GgufName, parseGgufName } from "../sources/gguf_name.ts";
 import { InvalidRepoError } from "./errors.ts";
+
+export { isValidRepoId };
+/** A hub file name read as llama.cpp reads it: the cache sources and the hub share one parser. */
+export type GgufSplitInfo = GgufName;
+export const ggufSplitInfo: (path: string) => GgufSplitInfo | undefined = parseGgufName;
 
 export interface HubSpec {
   repo: string;
   tag?: string;
 }
 
-export interface GgufSplitInfo {
-  /** path without `.gguf` and without the `-0000i-of-0000n` suffix (tag included) */
-  prefix: string;
-  /** upper-cased quant tag, "" if the name has none; llama.cpp's cache id is `repo:TAG` */
-  tag: string;
-  index: number;
-  count: number;
-}
-
-const SPLIT_RE = /^(.+)-([0-9]{5})-of-([0-9]{5})$/i;
-const TAG_RE = /[-.]([A-Z0-9_]+)$/i;
 const SIDECAR_MARKERS = ["mmproj", "imatrix", "mtp-", "eagle3-", "dflash-", "dspark-"];
 
 /**
@@ -36,27 +32,6 @@ export function parseHubSpec(name: string): HubSpec {
   const tag = parts.length > 1 ? parts[parts.length - 1] : undefined;
   if (!isValidRepoId(repo)) throw new InvalidRepoError(name);
   return tag ? { repo, tag } : { repo };
-}
-
-/** `[A-Za-z0-9_]` runs joined by single `/`, `.` or `-`, exactly one `/`, at most 256 chars. */
-export function isValidRepoId(repo: string): boolean {
-  return repo.length <= 256 && /^[A-Za-z0-9_]+([./-][A-Za-z0-9_]+)*$/.test(repo) &&
-    repo.split("/").length === 2;
-}
-
-export function ggufSplitInfo(path: string): GgufSplitInfo | undefined {
-  if (!path.endsWith(".gguf")) return undefined;
-  let prefix = path.slice(0, -".gguf".length);
-  let index = 1;
-  let count = 1;
-  const split = SPLIT_RE.exec(prefix);
-  if (split) {
-    prefix = split[1];
-    index = Number(split[2]);
-    count = Number(split[3]);
-  }
-  const tag = TAG_RE.exec(prefix)?.[1].toUpperCase() ?? "";
-  return { prefix, tag, index, count };
 }
 
 /** A main model file: not a projector, imatrix or speculative sidecar. */
