@@ -1,0 +1,618 @@
+/**
+ * Reliability, end to end: real gateways, real llama-server engines on tiny models, and processes
+ * killed under them. Engines that die mid-stream, runners that die, a gateway that is SIGKILLed or
+ * SIGTERMed mid-request, a burst of mixed requests under `--models-max`, a crash loop, a hung engine
+ * and orphans left by an earlier gateway.
+ */
+import { join } from "node:path";
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
+import { makeModelsDir } from "../helpers/models.ts";
+import { startGateway, type TestGateway } from "../helpers/gateway.ts";
+import { engineAvailable, getJson, postJson, waitForStatus } from "../helpers/http.ts";
+
+const skip = await engineAvailable();
+
+// ---- process helpers (Linux /proc) -------------------------------------------------------------------
+
+/** The process exists and is not a zombie. */
+function isLive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
+function readProc(pid: number, file: string): string {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/${file}`);
+  } catch {
+    return "";
+  }
+}
+
+function allPids(): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    const pid = Number(entry.name);
+    if (Number.isInteger(pid) && pid !== Deno.pid) pids.push(pid);
+  }
+  return pids;
+}
+
+function ppidOf(pid: number): number {
+  const stat = readProc(pid, "stat");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+}
+
+/**
+ * Live processes whose command line contains `marker` (a model path, or `<models dir>/`: the
+ * gateway's own command line names the dir itself, never a path under it).
+ */
+function processesWith(marker: string): number[] {
+  return allPids().filter((pid) => readProc(pid, "cmdline").replaceAll("\0", " ").includes(marker))
+    .filter(isLive);
+}
+
+/** Live engines started by this gateway: they carry `SWITCHYARD_GATEWAY_PID=<pid>`. */
+function enginesOf(gatewayPid: number): number[] {
+  const tag = `SWITCHYARD_GATEWAY_PID=${gatewayPid}`;
+  return allPids().filter((pid) => readProc(pid, "environ").split("\0").includes(tag)).filter(isLive);
+}
+
+/** Live runners of this gateway (its children running runner.ts). */
+function runnersOf(gatewayPid: number): number[] {
+  return allPids().filter((pid) => ppidOf(pid) === gatewayPid).filter((pid) => {
+    const cmd = readProc(pid, "cmdline");
+    return cmd.includes("runners/runner.ts") || cmd.includes("--switchyard-runner");
+  }).filter(isLive);
+}
+
+/** The one live engine serving this model file. */
+function engineOf(modelPath: string): number {
+  const pids = processesWith(modelPath);
+  assertEquals(pids.length, 1, `one engine for ${modelPath}, found ${pids.join(",")}`);
+  return pids[0];
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` every `intervalMs` until it returns true; bounded by `timeoutMs`. */
+async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await sleep(50);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+}
+
+// ---- HTTP helpers ------------------------------------------------------------------------------------
+
+interface ModelEntry {
+  id: string;
+  status: { value: string; failed?: boolean; exit_code?: number; error?: string; args: string[] };
+}
+
+async function entry(gw: TestGateway, id: string): Promise<ModelEntry> {
+  const list = await getJson(gw, "/models");
+  return list.data.find((m: ModelEntry) => m.id === id);
+}
+
+/** Asserts the OpenAI error shape `{"error":{"code","message","type"}}` with code = status. */
+function assertErrorBody(body: unknown, status: number, context: string): void {
+  const error = (body as { error?: Record<string, unknown> })?.error;
+  assert(error && typeof error === "object", `${context}: no error object in ${JSON.stringify(body)}`);
+  assertEquals(Object.keys(error).sort(), ["code", "message", "type"], context);
+  assertEquals(error.code, status, context);
+  assertEquals(typeof error.message, "string", context);
+  assertEquals(typeof error.type, "string", context);
+}
+
+/**
+ * Reads an SSE body as it comes and returns its `data:` payloads. `onEvent` sees the count so far.
+ */
+async function readSse(res: Response, onEvent?: (count: number) => void): Promise<string[]> {
+  const events: string[] = [];
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffered += value;
+    let cut;
+    while ((cut = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, cut).replace(/\r$/, "");
+      buffered = buffered.slice(cut + 1);
+      if (line.startsWith("data: ")) {
+        events.push(line.slice(6));
+        onEvent?.(events.length);
+      }
+    }
+  }
+  if (buffered.startsWith("data: ")) events.push(buffered.slice(6));
+  return events;
+}
+
+const chat = (model: string, extra: Record<string, unknown> = {}) => ({
+  model,
+  messages: [{ role: "user", content: "hi" }],
+  max_tokens: 4,
+  ...extra,
+});
+
+/** Where each test's gateway looks for its HF cache: nowhere real, and no hub but a closed local port. */
+async function isolatedEnv(): Promise<Record<string, string>> {
+  return {
+    LLAMA_CACHE: await Deno.makeTempDir({ prefix: "switchyard-rel-cache-" }),
+    HF_ENDPOINT: "http://127.0.0.1:9",
+  };
+}
+
+/** A fake `--server-bin`: answers `--version` as llama-server does, runs `body` otherwise. */
+async function fakeServerBin(body: string): Promise<{ dir: string; bin: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "switchyard-fake-bin-" });
+  const bin = join(dir, "llama-server");
+  // The gateway parses "(build N, commit H)"; see the report: "version: 1 (abc1234)" is refused.
+  await Deno.writeTextFile(
+    bin,
+    `#!/bin/sh\nif [ "$1" = "--version" ]; then echo "version: 0.0.1 (build 1, commit abc1234)"; exit 0; fi\n${body}\n`,
+  );
+  await Deno.chmod(bin, 0o755);
+  return { dir, bin };
+}
+
+/**
+ * Lets the gateway finish start-up: its signal handlers are installed only after it logs
+ * "listening", so a SIGTERM sent at once can kill it outright (see the dedicated test below).
+ */
+async function settled(gw: TestGateway): Promise<void> {
+  await (await fetch(gw.url + "/health")).body?.cancel();
+}
+
+/** Stops the gateway (exit 0 expected) and checks it left no engine or runner behind. */
+async function stopAndCheck(gw: TestGateway, marker?: string): Promise<void> {
+  await settled(gw).catch(() => {});
+  const code = await gw.stop();
+  assertEquals(code, 0, `gateway exit code; log tail:\n${gw.logs.slice(-20).join("\n")}`);
+  await waitUntil("no engine left", () => enginesOf(gw.pid).length === 0, 5_000);
+  if (marker) await waitUntil(`no process with ${marker}`, () => processesWith(marker).length === 0, 5_000);
+}
+
+const base = { ignore: !!skip, sanitizeResources: false, sanitizeOps: false };
+
+// ---- 1. an engine SIGKILLed mid-stream ---------------------------------------------------------------
+
+Deno.test({
+  ...base,
+  name: "an engine killed mid-stream: the stream ends with an error event, the model is failed, then reloads",
+  async fn() {
+    const dir = await makeModelsDir(["alpha", "beta"]);
+    const env = await isolatedEnv();
+    const gw = await startGateway({ args: ["--models-dir", dir, "-c", "4096", "-np", "1"], env });
+    try {
+      assertEquals((await postJson(gw, "/tokenize", { model: "beta", content: "x" })).status, 200);
+      const betaPid = engineOf(join(dir, "beta.gguf"));
+      const res = await fetch(gw.url + "/v1/chat/completions", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(chat("alpha", { max_tokens: 2000, stream: true })),
+        signal: AbortSignal.timeout(30_000),
+      });
+      assertEquals(res.status, 200);
+      const alphaPid = engineOf(join(dir, "alpha.gguf"));
+      let killed = false;
+      const started = performance.now();
+      const events = await readSse(res, (n) => {
+        if (n >= 3 && !killed) {
+          killed = true;
+          Deno.kill(alphaPid, "SIGKILL");
+        }
+      });
+      assert(killed, "the stream produced chunks before the kill");
+      assert(performance.now() - started < 20_000, "the stream ended soon after the kill");
+      const last = events.at(-1)!;
+      assert(last !== "[DONE]", "the stream did not finish normally");
+      const final = JSON.parse(last);
+      assertErrorBody(final, final?.error?.code, "final SSE event");
+      assertMatch(final.error.message, /alpha/);
+
+      await waitForStatus(gw, "alpha", "unloaded", 10_000);
+      const alpha = await entry(gw, "alpha");
+      assertEquals(alpha.status.failed, true);
+      assertEquals(typeof alpha.status.exit_code, "number");
+      assert(alpha.status.exit_code !== 0, `exit code ${alpha.status.exit_code}`);
+      assertMatch(alpha.status.error ?? "", /last log lines:\n./);
+
+      const again = await postJson(gw, "/v1/chat/completions", chat("alpha"));
+      assertEquals(again.status, 200, "the next request reloads the model");
+      assertEquals((await again.json()).object, "chat.completion");
+      assertEquals((await entry(gw, "alpha")).status.failed, undefined, "a good load clears `failed`");
+      assertEquals(engineOf(join(dir, "beta.gguf")), betaPid, "the other model's engine is untouched");
+      assertEquals((await entry(gw, "beta")).status.value, "loaded");
+    } finally {
+      await stopAndCheck(gw, `${dir}/`);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+// ---- 2. a runner SIGKILLed ---------------------------------------------------------------------------
+
+Deno.test({
+  ...base,
+  name: "a runner killed: its engine is gone within 5 s, the model is failed, the next request works",
+  async fn() {
+    const dir = await makeModelsDir(["alpha"]);
+    const gw = await startGateway({
+      args: ["--models-dir", dir, "-c", "256", "-np", "1"],
+      env: await isolatedEnv(),
+    });
+    try {
+      assertEquals((await postJson(gw, "/tokenize", { model: "alpha", content: "x" })).status, 200);
+      const enginePid = engineOf(join(dir, "alpha.gguf"));
+      const runnerPid = ppidOf(enginePid);
+      assert(runnersOf(gw.pid).includes(runnerPid), `engine ${enginePid}'s parent ${runnerPid} is a runner`);
+      Deno.kill(runnerPid, "SIGKILL");
+      await waitUntil("the engine died with its runner", () => !isLive(enginePid), 5_000);
+      await waitForStatus(gw, "alpha", "unloaded", 5_000);
+      const alpha = await entry(gw, "alpha");
+      assertEquals(alpha.status.failed, true, JSON.stringify(alpha.status));
+      assert(alpha.status.exit_code !== 0);
+      const res = await postJson(gw, "/v1/chat/completions", chat("alpha"));
+      assertEquals(res.status, 200);
+      await res.body?.cancel();
+      assert(engineOf(join(dir, "alpha.gguf")) !== enginePid, "a fresh engine serves it");
+    } finally {
+      await stopAndCheck(gw, `${dir}/`);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+// ---- 3. the gateway SIGKILLed ------------------------------------------------------------------------
+
+Deno.test({
+  ...base,
+  name: "a gateway killed with SIGKILL leaves no runner and no engine within 5 s",
+  async fn() {
+    const dir = await makeModelsDir(["alpha", "beta"]);
+    const gw = await startGateway({
+      args: ["--models-dir", dir, "-c", "256", "-np", "1"],
+      env: await isolatedEnv(),
+    });
+    let killed = false;
+    try {
+      for (const model of ["alpha", "beta"]) {
+        assertEquals((await postJson(gw, "/tokenize", { model, content: "x" })).status, 200);
+      }
+      const engines = enginesOf(gw.pid);
+      const runners = runnersOf(gw.pid);
+      assertEquals(engines.length, 2, `engines: ${engines}`);
+      assert(runners.length >= 2, `runners (spares included): ${runners}`);
+      Deno.kill(gw.pid, "SIGKILL");
+      killed = true;
+      await gw.status;
+      await waitUntil(
+        "every runner and engine of the killed gateway is gone",
+        () =>
+          [...engines, ...runners].every((pid) => !isLive(pid)) && enginesOf(gw.pid).length === 0 &&
+          processesWith(`${dir}/`).length === 0,
+        5_000,
+      );
+    } finally {
+      if (!killed) await gw.stop();
+      // never leave a process of ours behind, even if the assertion above failed
+      for (const pid of [...enginesOf(gw.pid), ...processesWith(`${dir}/`)]) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+// ---- 4. SIGTERM during a streaming request -----------------------------------------------------------
+
+Deno.test({
+  ...base,
+  name: "SIGTERM during a streaming request: the request completes, the gateway exits 0, no engine is left",
+  async fn() {
+    const dir = await makeModelsDir(["alpha"]);
+    // a generous stop-timeout: on a busy machine the answer may take longer than the default 10 s
+    const preset = join(dir, "preset.ini");
+    await Deno.writeTextFile(preset, "[*]\nstop-timeout = 60\n");
+    const gw = await startGateway({
+      args: ["--models-dir", dir, "--models-preset", preset, "-c", "1024", "-np", "1"],
+      env: await isolatedEnv(),
+    });
+    let stopped = false;
+    try {
+      const res = await fetch(gw.url + "/v1/chat/completions", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(chat("alpha", { max_tokens: 300, stream: true, ignore_eos: true })),
+        signal: AbortSignal.timeout(60_000),
+      });
+      assertEquals(res.status, 200);
+      let signalled = false;
+      const events = await readSse(res, (n) => {
+        if (n >= 2 && !signalled) {
+          signalled = true;
+          Deno.kill(gw.pid, "SIGTERM");
+        }
+      });
+      assert(signalled);
+      assertEquals(events.at(-1), "[DONE]", `the stream finished normally: ${events.slice(-2).join(" | ")}`);
+      const chunks = events.filter((e) => e !== "[DONE]").map((e) => JSON.parse(e));
+      assert(chunks.every((c) => !c.error), "no error event");
+      assert(chunks.length > 100, `the whole answer came through (${chunks.length} chunks)`);
+      const status = await Promise.race([gw.status, sleep(30_000).then(() => undefined)]);
+      assert(status, "the gateway exited after the request");
+      stopped = true;
+      assertEquals(status.code, 0, `exit code; log tail:\n${gw.logs.slice(-15).join("\n")}`);
+      await waitUntil("no engine left", () => enginesOf(gw.pid).length === 0, 5_000);
+      assertEquals(processesWith(`${dir}/`), []);
+    } finally {
+      if (!stopped) await gw.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+// ---- 5. 200 concurrent mixed requests under --models-max 2 -------------------------------------------
+
+Deno.test({
+  ...base,
+  name: "200 concurrent mixed requests over 6 models with --models-max 2: never more than 2 engines, no hang",
+  async fn() {
+    const models = ["m0", "m1", "m2", "m3", "m4", "m5"];
+    const dir = await makeModelsDir(models);
+    const gw = await startGateway({
+      args: ["--models-dir", dir, "--models-max", "2", "-c", "256", "-np", "1"],
+      env: await isolatedEnv(),
+    });
+    let sampling = true;
+    let maxEngines = 0, maxAlive = 0, samples = 0;
+    const sampler = (async () => {
+      while (sampling) {
+        maxEngines = Math.max(maxEngines, processesWith(`${dir}/`).length, enginesOf(gw.pid).length);
+        try {
+          const list = await getJson(gw, "/models");
+          const alive = list.data.filter((m: ModelEntry) =>
+            ["loading", "loaded", "sleeping"].includes(m.status.value)
+          ).length;
+          maxAlive = Math.max(maxAlive, alive);
+        } catch { /* counted by the request tally if the gateway misbehaves */ }
+        samples++;
+        await sleep(50);
+      }
+    })();
+    try {
+      const kinds = ["chat", "stream", "completion", "tokenize"] as const;
+      const requests = Array.from({ length: 200 }, (_, i) => {
+        const bad = i % 10 === 7;
+        const model = bad ? `no-such-model-${i}` : models[(i * 7) % models.length];
+        const kind = kinds[i % kinds.length];
+        const [path, body] = kind === "chat"
+          ? ["/v1/chat/completions", chat(model)]
+          : kind === "stream"
+          ? ["/v1/chat/completions", chat(model, { stream: true })]
+          : kind === "completion"
+          ? ["/completion", { model, prompt: "hello", n_predict: 4 }]
+          : ["/tokenize", { model, content: "hello world" }];
+        return { i, bad, kind, model, path, body };
+      });
+      const started = performance.now();
+      const outcomes = await Promise.all(requests.map(async (r) => {
+        try {
+          const res = await fetch(gw.url + r.path, {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify(r.body),
+            signal: AbortSignal.timeout(60_000),
+          });
+          const text = await res.text();
+          let ok: string | undefined;
+          if (res.status === 200 && r.kind === "stream") {
+            const events = text.split("\n").filter((l) => l.startsWith("data: "));
+            if (events.at(-1) !== "data: [DONE]") ok = `stream did not end with [DONE]: ${text.slice(-200)}`;
+          } else {
+            try {
+              const json = JSON.parse(text);
+              if (res.status !== 200) assertErrorBody(json, res.status, `${r.path} ${r.model}`);
+            } catch (err) {
+              ok = `bad body: ${(err as Error).message}: ${text.slice(0, 200)}`;
+            }
+          }
+          return { ...r, status: res.status, problem: ok, text: text.slice(0, 300) };
+        } catch (err) {
+          return { ...r, status: 0, problem: `no answer: ${(err as Error).message}`, text: "" };
+        }
+      }));
+      const elapsed = performance.now() - started;
+      sampling = false;
+      await sampler;
+
+      const tally: Record<string, number> = {};
+      for (const o of outcomes) {
+        const key = `${o.bad ? "unknown" : "known"} ${o.kind} ${o.status}`;
+        tally[key] = (tally[key] ?? 0) + 1;
+      }
+      console.log(
+        `  200 requests in ${Math.round(elapsed)} ms; ${samples} samples, at most ${maxEngines} engines ` +
+          `and ${maxAlive} alive models; tally ${JSON.stringify(tally)}`,
+      );
+      const problems = outcomes.filter((o) => o.problem);
+      assertEquals(problems.map((o) => `${o.i} ${o.path} ${o.model}: ${o.problem}`), []);
+      const wrong = outcomes.filter((o) => o.status !== (o.bad ? 400 : 200));
+      assertEquals(wrong.map((o) => `${o.i} ${o.kind} ${o.model}: ${o.status} ${o.text}`), []);
+      assert(samples > 5, `the sampler ran (${samples} samples)`);
+      assert(maxEngines <= 2, `at most 2 engines at once, saw ${maxEngines}`);
+      assert(maxAlive <= 2, `at most 2 models loading or loaded at once, saw ${maxAlive}`);
+    } finally {
+      sampling = false;
+      await sampler;
+      await stopAndCheck(gw, `${dir}/`);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+// ---- 6. crash-loop cap -------------------------------------------------------------------------------
+
+Deno.test({
+  ...base,
+  name: "crash-loop cap: failures give 500 with the log, then 503 until an explicit load, which is attempted",
+  async fn() {
+    const dir = await makeModelsDir(["alpha"]);
+    const fake = await fakeServerBin(`echo "fake engine: refusing to start ($*)" >&2\nexit 1`);
+    const gw = await startGateway({
+      args: ["--models-dir", dir, "--server-bin", fake.bin, "--max-crashes", "2"],
+      env: await isolatedEnv(),
+    });
+    const loads = () => gw.logs.filter((l) => /\bloading alpha\b/.test(l)).length;
+    const exits = () => gw.logs.filter((l) => /\balpha exited \(code 1\)/.test(l)).length;
+    try {
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        const res = await postJson(gw, "/v1/chat/completions", chat("alpha"));
+        const body = await res.json();
+        assertEquals(res.status, 500, `attempt ${attempt}: ${JSON.stringify(body)}`);
+        assertErrorBody(body, 500, `attempt ${attempt}`);
+        assertMatch(body.error.message, /failed to load/);
+        assertMatch(body.error.message, /fake engine: refusing to start/, "the engine's log lines");
+        assertEquals(loads(), attempt);
+      }
+      const capped = await postJson(gw, "/v1/chat/completions", chat("alpha"));
+      const cappedBody = await capped.json();
+      assertEquals(capped.status, 503, JSON.stringify(cappedBody));
+      assertErrorBody(cappedBody, 503, "capped");
+      assertMatch(cappedBody.error.message, /POST \/models\/load/);
+      assertMatch(cappedBody.error.message, /fake engine: refusing to start/);
+      assertEquals(loads(), 2, "no load was attempted past the cap");
+      const entryNow = await entry(gw, "alpha");
+      assertEquals(entryNow.status.failed, true);
+      assertEquals(entryNow.status.exit_code, 1);
+
+      const load = await postJson(gw, "/models/load", { model: "alpha" });
+      assertEquals(load.status, 200);
+      assertEquals(await load.json(), { success: true });
+      await waitUntil(
+        "the explicit load was attempted and failed",
+        () => loads() === 3 && exits() === 3,
+        10_000,
+      );
+      await waitForStatus(gw, "alpha", "unloaded", 5_000);
+      assertEquals((await entry(gw, "alpha")).status.failed, true);
+      const after = await postJson(gw, "/v1/chat/completions", chat("alpha"));
+      assertEquals(after.status, 500, "the count was reset: the model is attempted again, not refused");
+      await after.body?.cancel();
+      assertEquals(loads(), 4);
+    } finally {
+      await stopAndCheck(gw, fake.bin);
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(fake.dir, { recursive: true });
+    }
+  },
+});
+
+// ---- 7. hung engine ----------------------------------------------------------------------------------
+
+Deno.test({
+  ...base,
+  name: "a hung engine is killed after --load-silence-timeout and the request fails with a clear error",
+  async fn() {
+    const dir = await makeModelsDir(["alpha"]);
+    const marker = String(4000 + Math.floor(Math.random() * 1000));
+    const fake = await fakeServerBin(`echo "fake engine: loading forever"\nexec sleep ${marker}`);
+    const gw = await startGateway({
+      args: ["--models-dir", dir, "--server-bin", fake.bin, "--load-silence-timeout", "2"],
+      env: await isolatedEnv(),
+    });
+    const hung = () => enginesOf(gw.pid).filter((pid) => readProc(pid, "cmdline").includes(marker));
+    try {
+      const started = performance.now();
+      const res = await fetch(gw.url + "/v1/chat/completions", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(chat("alpha")),
+        signal: AbortSignal.timeout(30_000),
+      });
+      const elapsed = performance.now() - started;
+      const body = await res.json();
+      assertEquals(res.status, 500, JSON.stringify(body));
+      assertErrorBody(body, 500, "hung load");
+      assertMatch(body.error.message, /looks hung/);
+      assert(elapsed >= 2_000 && elapsed <= 6_000, `failed after ${Math.round(elapsed)} ms, expected ~3-6 s`);
+      await waitUntil("the hung process is gone", () => hung().length === 0, 5_000);
+      assertEquals(processesWith(`sleep ${marker}`), []);
+      assertEquals((await entry(gw, "alpha")).status.failed, true);
+    } finally {
+      await stopAndCheck(gw, `sleep ${marker}`);
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(fake.dir, { recursive: true });
+    }
+  },
+});
+
+// ---- 8. orphans of an earlier gateway ----------------------------------------------------------------
+
+Deno.test({
+  ...base,
+  name: "a process left by a dead gateway (SWITCHYARD_GATEWAY_PID of a gone pid) is killed at start-up",
+  async fn() {
+    const deadPid = 999999; // above the usual pid_max (32768 or 4194304 on 64-bit): no such process
+    assert(!isLive(deadPid));
+    const orphan = new Deno.Command("sleep", {
+      args: ["300"],
+      env: { SWITCHYARD_GATEWAY_PID: String(deadPid) },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const dir = await makeModelsDir(["alpha"]);
+    let gw: TestGateway | undefined;
+    try {
+      gw = await startGateway({ args: ["--models-dir", dir], env: await isolatedEnv() });
+      const status = await Promise.race([orphan.status, sleep(5_000).then(() => undefined)]);
+      assert(status, "the orphan was killed");
+      assertEquals(status.signal, "SIGKILL");
+      const line = await gw.waitForLog(/engines left by an earlier gateway/, 1_000);
+      assertMatch(line, new RegExp(`pids .*\\b${orphan.pid}\\b`));
+    } finally {
+      try {
+        orphan.kill("SIGKILL");
+      } catch { /* already killed */ }
+      await orphan.status;
+      if (gw) await stopAndCheck(gw, `${dir}/`);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+// ---- 9. SIGTERM right after start-up -----------------------------------------------------------------
+
+Deno.test({
+  ...base,
+  name: "SIGTERM right after the gateway logs 'listening' stops it gracefully (exit 0)",
+  async fn() {
+    const dir = await makeModelsDir(["alpha"]);
+    const codes: number[] = [];
+    try {
+      for (let i = 0; i < 5; i++) {
+        const gw = await startGateway({ args: ["--models-dir", dir], env: await isolatedEnv() });
+        codes.push(await gw.stop());
+        await waitUntil("no engine left", () => enginesOf(gw.pid).length === 0, 5_000);
+      }
+      // BUG: main.ts installs its SIGTERM/SIGINT listeners only after startGateway() resolves, but the
+      // gateway logs "listening on" (and accepts requests) before that; a SIGTERM in between takes
+      // Deno's default action: exit 143, no graceful stop. Seen 6 times out of 10 on this machine.
+      assertEquals(codes, [0, 0, 0, 0, 0], "exit codes of gateways stopped right after 'listening'");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
