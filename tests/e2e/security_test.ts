@@ -222,11 +222,9 @@ Deno.test({
         key: FILE_KEY,
       });
       const viaFileText = await viaFile.text();
-      // BUG: at d4cb1b0 runners and engines inherit the gateway's whole environment
-      // (runners/supervisor.ts and runners/engine_process.ts spawn without clearEnv or filtering), so
-      // llama-server reads LLAMA_API_KEY itself and enforces it, contrary to auth.ts ("keys ... never
-      // reach an engine"): it answers 401 "Invalid API Key" to a --api-key-file key the gateway
-      // accepted. (A fix, engineEnvironment() in router/gateway.ts, was in progress when this was written.)
+      // Regression test: before 0f8b85f runners and engines inherited the gateway's whole environment,
+      // so llama-server read LLAMA_API_KEY itself and enforced it, contrary to auth.ts ("keys ... never
+      // reach an engine"): it answered 401 "Invalid API Key" to a --api-key-file key the gateway accepted.
       assertEquals(
         { leaked, fileKeyStatus: viaFile.status },
         { leaked: [], fileKeyStatus: 200 },
@@ -260,9 +258,9 @@ Deno.test({
         key: "userA",
       });
       const text = await res.text();
-      // BUG: at d4cb1b0 the engine inherits LLAMA_ARG_API_KEY_FILE, reads the same file as
-      // llama-server key lines (so its only key is "userA models=alpha") and answers 401 "Invalid API
-      // Key" to every request the gateway let through. Same root cause as the LLAMA_API_KEY leak above.
+      // Regression test: before 0f8b85f the engine inherited LLAMA_ARG_API_KEY_FILE, read the same
+      // file as llama-server key lines (so its only key was "userA models=alpha") and answered 401
+      // "Invalid API Key" to every request the gateway let through.
       assertEquals(res.status, 200, `chat with userA: ${text}`);
     } finally {
       await stopAndCheck(gw);
