@@ -3,6 +3,7 @@
  * Speaks llama-server's router-mode flags: `deno task serve --models-dir ./models --models-max 2`.
  */
 import { CliError, parseCli, USAGE } from "./router/cli.ts";
+import type { Gateway } from "./router/gateway.ts";
 import { RUNNER_FLAG, runRunner } from "./runners/runner.ts";
 
 function log(line: string): void {
@@ -29,29 +30,33 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   parsed.warnings.forEach((w) => log(`warning: ${w}`));
+  // signals are handled from the first moment: a stop during start-up waits for the gateway, then closes it
+  const stopped = Promise.withResolvers<number>();
+  let gateway: Gateway | undefined;
+  let stopAsked = "";
+  const stop = (name: string) => {
+    if (stopAsked) {
+      log(`${name} again: exiting now`);
+      Deno.exit(1);
+    }
+    stopAsked = name;
+    log(`${name}: stopping (in-flight requests may finish; ${name} again to exit at once)`);
+    gateway?.close().then(() => stopped.resolve(0), () => stopped.resolve(1));
+  };
+  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+  Deno.addSignalListener("SIGHUP", () => {
+    gateway?.reload().catch(() => {}); // reload() logs its own failure
+  });
+
   const { startGateway } = await import("./router/gateway.ts");
-  let gateway;
   try {
     gateway = await startGateway(parsed.config, { env: Deno.env.toObject(), log });
   } catch (err) {
     log(`error: ${(err as Error).message}`);
     return 1;
   }
-  const stopped = Promise.withResolvers<number>();
-  let signals = 0;
-  const onStop = (name: string) => {
-    if (++signals > 1) {
-      log(`${name} again: exiting now`);
-      Deno.exit(1);
-    }
-    log(`${name}: stopping (in-flight requests may finish; ${name} again to exit at once)`);
-    gateway.close().then(() => stopped.resolve(0), () => stopped.resolve(1));
-  };
-  Deno.addSignalListener("SIGINT", () => onStop("SIGINT"));
-  Deno.addSignalListener("SIGTERM", () => onStop("SIGTERM"));
-  Deno.addSignalListener("SIGHUP", () => {
-    gateway.reload().catch(() => {}); // reload() logs its own failure
-  });
+  if (stopAsked) gateway.close().then(() => stopped.resolve(0), () => stopped.resolve(1));
   return await stopped.promise;
 }
 

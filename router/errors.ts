@@ -48,6 +48,12 @@ export const unavailable = (message: string, retryAfterS?: number): ApiError =>
     retryAfterS === undefined ? {} : { "Retry-After": String(retryAfterS) },
   );
 
+/** The error type that goes with an HTTP status. */
+export function errorTypeOf(status: number): ErrorType {
+  const found = Object.entries(STATUS_OF).find(([, s]) => s === status)?.[0] as ErrorType | undefined;
+  return found ?? (status >= 500 ? "server_error" : "invalid_request_error");
+}
+
 export function errorBody(status: number, type: ErrorType, message: string): string {
   return JSON.stringify({ error: { code: status, message, type } });
 }

@@ -4,9 +4,14 @@
  * request (so the engine stops generating); the lease on the model is released when the response
  * body ends, fails or is cancelled, never earlier.
  */
+import { errorBody, errorTypeOf } from "./errors.ts";
 import type { Lease } from "./scheduler/scheduler.ts";
 
-/** Request headers that describe the client's connection, not the request. */
+/**
+ * Request headers not forwarded: those that describe the client's connection, and the client's
+ * credentials, which are the gateway's business (engines never hold keys) and, as a browser's
+ * cookies, can outgrow the engine's 8 KB header limit.
+ */
 const HOP_REQUEST = [
   "host",
   "connection",
@@ -14,6 +19,9 @@ const HOP_REQUEST = [
   "transfer-encoding",
   "content-length",
   "accept-encoding",
+  "authorization",
+  "x-api-key",
+  "cookie",
 ];
 /** Response headers the gateway sets itself. */
 const HOP_RESPONSE = ["connection", "keep-alive", "transfer-encoding", "content-length", "server"];
@@ -52,7 +60,18 @@ export async function forward(req: Request, opts: ForwardOptions): Promise<Respo
     opts.lease.release();
     return new Response(null, { status: upstream.status, headers: out });
   }
-  const isEventStream = (out.get("content-type") ?? "").includes("text/event-stream");
+  const type = out.get("content-type") ?? "";
+  if (upstream.status >= 400 && !type.includes("json") && !type.includes("text/event-stream")) {
+    // an engine's bare error (cpp-httplib answers some with an empty body) gets the error shape too
+    const text = (await upstream.text()).trim().slice(0, 2000);
+    opts.lease.release();
+    const message = text || `model ${opts.lease.modelId} answered HTTP ${upstream.status}`;
+    return new Response(errorBody(upstream.status, errorTypeOf(upstream.status), message), {
+      status: upstream.status,
+      headers: { "Content-Type": "application/json; charset=utf-8" },
+    });
+  }
+  const isEventStream = type.includes("text/event-stream");
   return new Response(releasing(upstream.body, opts.lease, isEventStream, opts.lease.modelId), {
     status: upstream.status,
     headers: out,

@@ -304,8 +304,9 @@ export function engineVersion(bin: string): Promise<string> {
       const out = await new Deno.Command(bin, { args: ["--version"], stdout: "piped", stderr: "piped" })
         .output();
       const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-      // llama_print_build_info: "version: <v> (build <N>, commit <hash>)"
-      const match = /\(build (\d+), commit ([^)\s]+)\)/.exec(text);
+      // llama_print_build_info: "version: <v> (build <N>, commit <hash>)"; older builds: "version: <N> (<hash>)"
+      const match = /\(build (\d+), commit ([^)\s]+)\)/.exec(text) ??
+        /version: (\d+) \(([0-9a-f]+)\)/.exec(text);
       if (!match) throw new Error(`cannot read the version of ${bin}: ${text.slice(0, 300)}`);
       return `b${match[1]}-${match[2]}`;
     })();

@@ -371,9 +371,7 @@ Deno.test({
             body: JSON.stringify({ model: "alpha", content: "hello" }),
           });
           const text = await res.text();
-          // BUG: router/proxy.ts forwards every request header (Cookie, Authorization, X-Api-Key
-          // included) to the engine; llama-server (cpp-httplib, 8 KB header limit) answers 400 with an
-          // empty body, and the gateway passes that non-JSON error through as is.
+          // credentials and cookies are the gateway's business: they never reach the engine
           assertEquals(
             res.status,
             200,

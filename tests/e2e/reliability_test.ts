@@ -607,9 +607,7 @@ Deno.test({
         codes.push(await gw.stop());
         await waitUntil("no engine left", () => enginesOf(gw.pid).length === 0, 5_000);
       }
-      // BUG: main.ts installs its SIGTERM/SIGINT listeners only after startGateway() resolves, but the
-      // gateway logs "listening on" (and accepts requests) before that; a SIGTERM in between takes
-      // Deno's default action: exit 143, no graceful stop. Seen 6 times out of 10 on this machine.
+      // signals are handled from the first moment, also while the gateway is still starting
       assertEquals(codes, [0, 0, 0, 0, 0], "exit codes of gateways stopped right after 'listening'");
     } finally {
       await Deno.remove(dir, { recursive: true });
