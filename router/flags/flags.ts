@@ -90,7 +90,8 @@ export function renderArgs(options: OptionMap): string[] {
   const argv: string[] = [];
   for (const { option, flag, value } of entries) {
     if (typeof value === "string") {
-      argv.push(flag, value);
+      // a two-valued option is kept as "a b" (one preset or map value) and renders as two arguments
+      argv.push(flag, ...(option?.def.kind === "pair" ? value.split(" ") : [value]));
     } else if (value) {
       argv.push(flag);
     } else if (option && option.def.negs.length) {

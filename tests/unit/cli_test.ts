@@ -1,0 +1,133 @@
+/** The command line as llama-server's router reads it: router flags, their env forms, inherited flags. */
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { CliError, parseCli } from "../../router/cli.ts";
+import { renderArgs } from "../../router/flags/flags.ts";
+
+const parse = (argv: string[], env: Record<string, string> = {}) => parseCli(argv, env);
+
+Deno.test("defaults are llama-server's router defaults, bound to loopback", () => {
+  const { config } = parse([]);
+  assertEquals(config.host, "127.0.0.1");
+  assertEquals(config.port, 8080);
+  assertEquals(config.modelsMax, 4);
+  assertEquals(config.autoload, true);
+  assertEquals(config.apiKeys, []);
+  assertEquals(config.passthrough.size, 0);
+});
+
+Deno.test("router flags configure the gateway; every other flag is inherited by each model", () => {
+  const { config } = parse([
+    "--models-dir",
+    "./models",
+    "--models-max=2",
+    "--no-models-autoload",
+    "-c",
+    "8192",
+    "-ngl",
+    "99",
+    "--temp",
+    "0.8",
+    "--no-jinja",
+    "--no-mmap",
+  ]);
+  assertEquals(config.modelsDir, "./models");
+  assertEquals(config.modelsMax, 2);
+  assertEquals(config.autoload, false);
+  assertEquals(Object.fromEntries(config.passthrough), {
+    "--ctx-size": "8192",
+    "--n-gpu-layers": "99",
+    "--temperature": "0.8",
+    "--jinja": false,
+    "--mmap": false,
+  });
+  assert(!config.passthrough.has("--models-dir") && !config.passthrough.has("--models-max"));
+});
+
+Deno.test("router flags come from their LLAMA_ARG_* env forms; the command line wins", () => {
+  const env = { LLAMA_ARG_MODELS_MAX: "3", LLAMA_ARG_MODELS_AUTOLOAD: "false", LLAMA_ARG_PORT: "9000" };
+  assertEquals(parse([], env).config.modelsMax, 3);
+  assertEquals(parse([], env).config.autoload, false);
+  assertEquals(parse([], env).config.port, 9000);
+  assertEquals(parse(["--models-max", "1"], env).config.modelsMax, 1);
+  let threw = false;
+  try {
+    parse([], { LLAMA_ARG_MODELS_AUTOLOAD: "maybe" });
+  } catch (err) {
+    threw = err instanceof CliError && /invalid boolean/.test(err.message);
+  }
+  assert(threw, "a bad boolean env value is an error, as in llama.cpp");
+});
+
+Deno.test("--models-max 0 means unlimited; host, port, alias and model are not inherited", () => {
+  const parsed = parse([
+    "--models-max",
+    "0",
+    "--host",
+    "0.0.0.0",
+    "--port",
+    "1234",
+    "-m",
+    "x.gguf",
+    "-a",
+    "x",
+  ]);
+  assertEquals(parsed.config.modelsMax, 0);
+  assertEquals(parsed.config.host, "0.0.0.0");
+  assertEquals(parsed.config.port, 1234);
+  assertEquals(parsed.config.passthrough.size, 0);
+  assertEquals(parsed.warnings.length, 2);
+});
+
+Deno.test("keys: a comma list, admin keys, and keys never inherited by models", () => {
+  const { config } = parse(["--api-key", "a,b", "--admin-api-key", "root"]);
+  assertEquals(config.apiKeys.map((k) => [k.key, k.admin]), [["a", false], ["b", false], ["root", true]]);
+  assertEquals(config.adminKeysConfigured, true);
+  assertEquals(config.passthrough.size, 0);
+  const plain = parse(["--api-key", "only"]).config;
+  assertEquals(
+    plain.apiKeys[0].admin,
+    true,
+    "without admin keys every key may manage models, as in llama.cpp",
+  );
+});
+
+Deno.test("unknown flags and missing values are errors", () => {
+  for (const argv of [["--no-such-flag"], ["--models-max"], ["--models-max", "many"], ["--port", "70000"]]) {
+    let threw = false;
+    try {
+      parse(argv);
+    } catch (err) {
+      threw = err instanceof CliError;
+    }
+    assert(threw, argv.join(" "));
+  }
+});
+
+Deno.test("two-valued flags are kept (llama.cpp's router fails to start on them)", () => {
+  const { config } = parse(["--control-vector-layer-range", "1", "4"]);
+  assertEquals(config.passthrough.get("--control-vector-layer-range"), "1 4");
+});
+
+Deno.test("rendered args: sorted as llama.cpp does, switches negated, two-valued flags as two arguments", () => {
+  const { config } = parse([
+    "--temp",
+    "0.5",
+    "--no-mmap",
+    "--control-vector-layer-range",
+    "1",
+    "4",
+    "-c",
+    "64",
+  ]);
+  assertEquals(renderArgs(config.passthrough), [
+    "--control-vector-layer-range",
+    "1",
+    "4",
+    "--no-mmap",
+    "--temperature",
+    "0.5",
+    // sorted by first spelling, as strcmp does: "-c" comes after every "--" flag
+    "--ctx-size",
+    "64",
+  ]);
+});
