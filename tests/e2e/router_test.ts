@@ -190,3 +190,43 @@ async function stopAndCheck(gw: TestGateway): Promise<void> {
   const code = await gw.stop();
   assertEquals(code, 0, `gateway exit code; log tail:\n${gw.logs.slice(-20).join("\n")}`);
 }
+
+Deno.test({
+  name: "a client that disconnects mid-stream aborts the generation upstream, freeing the engine's slot",
+  ignore: !!skip,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await makeModelsDir(["solo"]);
+    // one slot: a generation that kept running would hold it for minutes
+    const gw = await startGateway({ args: ["--models-dir", dir, "-c", "16384", "-np", "1"] });
+    try {
+      const client = new AbortController();
+      const res = await fetch(gw.url + "/v1/chat/completions", {
+        method: "POST",
+        body: JSON.stringify({
+          model: "solo",
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 16000,
+          stream: true,
+        }),
+        signal: client.signal,
+      });
+      const reader = res.body!.getReader();
+      await reader.read();
+      client.abort();
+      await reader.cancel().catch(() => {});
+      const started = performance.now();
+      const next = await postJson(gw, "/completion", { model: "solo", prompt: "hello", n_predict: 4 });
+      assertEquals(next.status, 200);
+      await next.json();
+      const waited = performance.now() - started;
+      assert(waited < 3000, `the next request waited ${Math.round(waited)} ms for the slot`);
+      const slots = await getJson(gw, "/slots?model=solo");
+      assertEquals(slots.filter((s: { is_processing: boolean }) => s.is_processing).length, 0);
+    } finally {
+      await stopAndCheck(gw);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
