@@ -7,8 +7,10 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { resolveEngine } from "../../runners/engine.ts";
 import { isAlive } from "../../runners/lifeline.ts";
-import type { RunnerMessage } from "../../runners/protocol.ts";
+import type { EngineLaunch, RunnerMessage } from "../../runners/protocol.ts";
 import { RunnerPool } from "../../runners/supervisor.ts";
+import { statusKiB } from "../helpers/processes.ts";
+import { delay, waitFor } from "../helpers/wait.ts";
 
 type WriteTinyLlama = (path: string, opts?: Record<string, unknown>) => Promise<void>;
 
@@ -30,18 +32,6 @@ async function prerequisites(): Promise<{ bin: string; writeTinyLlama: WriteTiny
 const ready = await prerequisites();
 if (typeof ready === "string") console.error(`runner_engine_test: skipped: ${ready}`);
 
-function waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const start = performance.now();
-  return new Promise((resolve, reject) => {
-    const poll = () => {
-      if (check()) return resolve();
-      if (performance.now() - start > timeoutMs) return reject(new Error(`timed out: ${what}`));
-      setTimeout(poll, 10);
-    };
-    poll();
-  });
-}
-
 function recorder() {
   const messages: { at: number; message: RunnerMessage }[] = [];
   return {
@@ -55,175 +45,169 @@ function recorder() {
 }
 
 function memory(pid: number): { rss: number; anon: number } {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const kib = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
-  return { rss: kib("VmRSS") / 1024, anon: kib("RssAnon") / 1024 };
+  return { rss: statusKiB(pid, "VmRSS") / 1024, anon: statusKiB(pid, "RssAnon") / 1024 };
+}
+
+interface Setup {
+  /** llama-server on the tiny model, with `-c 512 --no-webui` and `args` */
+  launch(args?: string[]): EngineLaunch;
+  pool: RunnerPool;
+  /** pids that must all be gone at the end */
+  seen: number[];
+}
+
+/**
+ * A test with a tiny model and a pool with one spare runner, both gone at the end, and then no runner or
+ * engine in `seen` left. Skipped when the prerequisites are missing.
+ */
+function runnerTest(name: string, body: (setup: Setup) => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: typeof ready === "string",
+    async fn() {
+      if (typeof ready === "string") return;
+      const dir = await Deno.makeTempDir({ prefix: "switchyard-runner-" });
+      const model = `${dir}/tiny.gguf`;
+      await ready.writeTinyLlama(model);
+      const pool = new RunnerPool({ spares: 1 });
+      const seen: number[] = [];
+      try {
+        const { bin } = ready;
+        const launch = (args: string[] = []) => ({
+          bin,
+          args: ["-m", model, "-c", "512", "--no-webui", ...args],
+          env: {},
+        });
+        await body({ launch, pool, seen });
+      } finally {
+        await pool.shutdown();
+        await Deno.remove(dir, { recursive: true });
+      }
+      await waitFor(() => seen.every((pid) => !isAlive(pid)), 5_000, "no runner or engine left");
+    },
+  });
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-Deno.test({
-  name: "runner + llama-server: spare start, progress, ready, serve, sleep, wake, graceful stop",
-  ignore: typeof ready === "string",
-  async fn() {
-    if (typeof ready === "string") return;
-    const dir = await Deno.makeTempDir({ prefix: "switchyard-runner-" });
-    const model = `${dir}/tiny.gguf`;
-    await ready.writeTinyLlama(model);
-    const pool = new RunnerPool({ spares: 1 });
-    const launch = {
-      bin: ready.bin,
-      args: ["-m", model, "--alias", "tiny", "-c", "512", "--no-webui", "--sleep-idle-seconds", "1"],
-      env: {},
+runnerTest(
+  "runner + llama-server: spare start, progress, ready, serve, sleep, wake, graceful stop",
+  async ({ launch, pool, seen }) => {
+    await waitFor(() => pool.live().runners.length === 1, 10_000, "spare runner");
+    await delay(300);
+    const spareRss = memory(pool.live().runners[0]);
+    const rec = recorder();
+    const t0 = performance.now();
+    const runner = pool.start(launch(["--alias", "tiny", "--sleep-idle-seconds", "1"]), rec.onMessage);
+    const port = await runner.port;
+    await waitFor(() => rec.count("ready") === 1, 60_000, `ready; log:\n${rec.logs()}`);
+    seen.push(runner.pid, runner.enginePid!);
+    const first = rec.messages.find((m) => m.message.type === "ready")!.message as {
+      info: { id?: string };
     };
-    const seen: number[] = [];
-    try {
-      await waitFor(() => pool.live().runners.length === 1, 10_000, "spare runner");
-      await new Promise((r) => setTimeout(r, 300));
-      const spareRss = memory(pool.live().runners[0]);
-      const rec = recorder();
-      const t0 = performance.now();
-      const runner = pool.start(launch, rec.onMessage);
-      const port = await runner.port;
-      await waitFor(() => rec.count("ready") === 1, 60_000, `ready; log:\n${rec.logs()}`);
-      seen.push(runner.pid, runner.enginePid!);
-      const first = rec.messages.find((m) => m.message.type === "ready")!.message as {
-        info: { id?: string };
-      };
-      assertEquals(first.info.id, "tiny");
-      assert(rec.count("progress") >= 1, "loading progress before ready");
-      console.log(
-        `  spare runner: start→spawned ${(rec.at("spawned")! - t0).toFixed(1)} ms, ` +
-          `start→first progress ${(rec.at("progress")! - t0).toFixed(1)} ms, ` +
-          `start→ready ${(rec.at("ready")! - t0).toFixed(1)} ms`,
-      );
+    assertEquals(first.info.id, "tiny");
+    assert(rec.count("progress") >= 1, "loading progress before ready");
+    console.log(
+      `  spare runner: start→spawned ${(rec.at("spawned")! - t0).toFixed(1)} ms, ` +
+        `start→first progress ${(rec.at("progress")! - t0).toFixed(1)} ms, ` +
+        `start→ready ${(rec.at("ready")! - t0).toFixed(1)} ms`,
+    );
 
-      const health = await fetch(`http://127.0.0.1:${port}/health`);
-      assertEquals(health.status, 200);
-      await health.body?.cancel();
-      const busyRss = memory(runner.pid);
-      const engineRss = memory(runner.enginePid!);
-      console.log(
-        `  runner VmRSS idle ${spareRss.rss.toFixed(1)} MiB (anon ${spareRss.anon.toFixed(1)}), driving ` +
-          `${busyRss.rss.toFixed(1)} MiB (anon ${busyRss.anon.toFixed(1)}); llama-server ${
-            engineRss.rss.toFixed(1)
-          } MiB`,
-      );
+    const health = await fetch(`http://127.0.0.1:${port}/health`);
+    assertEquals(health.status, 200);
+    await health.body?.cancel();
+    const busyRss = memory(runner.pid);
+    const engineRss = memory(runner.enginePid!);
+    console.log(
+      `  runner VmRSS idle ${spareRss.rss.toFixed(1)} MiB (anon ${spareRss.anon.toFixed(1)}), driving ` +
+        `${busyRss.rss.toFixed(1)} MiB (anon ${busyRss.anon.toFixed(1)}); llama-server ${
+          engineRss.rss.toFixed(1)
+        } MiB`,
+    );
 
-      // --sleep-idle-seconds 1: the engine frees its weights and says so; a request wakes it.
-      await waitFor(() => rec.count("sleeping") === 1, 10_000, "sleeping");
-      const progressBefore = rec.count("progress");
-      const completion = await fetch(`http://127.0.0.1:${port}/completion`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ prompt: "hello", n_predict: 4 }),
-      });
-      assertEquals(completion.status, 200);
-      await completion.body?.cancel();
-      await waitFor(() => rec.count("ready") === 2, 20_000, "ready after wake-up");
-      const wake = rec.messages.filter((m) => m.message.type === "ready")[1].message;
-      assertEquals(wake, { type: "ready", info: {} });
-      assert(rec.count("progress") > progressBefore, "progress while waking up");
+    // --sleep-idle-seconds 1: the engine frees its weights and says so; a request wakes it.
+    await waitFor(() => rec.count("sleeping") === 1, 10_000, "sleeping");
+    const progressBefore = rec.count("progress");
+    const completion = await fetch(`http://127.0.0.1:${port}/completion`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "hello", n_predict: 4 }),
+    });
+    assertEquals(completion.status, 200);
+    await completion.body?.cancel();
+    await waitFor(() => rec.count("ready") === 2, 20_000, "ready after wake-up");
+    const wake = rec.messages.filter((m) => m.message.type === "ready")[1].message;
+    assertEquals(wake, { type: "ready", info: {} });
+    assert(rec.count("progress") > progressBefore, "progress while waking up");
 
-      const enginePid = runner.enginePid!;
-      await runner.stop(10_000);
-      assertEquals(await runner.exited, { code: 0, signal: null });
-      assert(!isAlive(enginePid), "engine gone after stop");
-      assert(rec.logs().length > 0);
-    } finally {
-      await pool.shutdown();
-      await Deno.remove(dir, { recursive: true });
-    }
-    await waitFor(() => seen.every((pid) => !isAlive(pid)), 5_000, "no runner or engine left");
+    const enginePid = runner.enginePid!;
+    await runner.stop(10_000);
+    assertEquals(await runner.exited, { code: 0, signal: null });
+    assert(!isAlive(enginePid), "engine gone after stop");
+    assert(rec.logs().length > 0);
   },
-});
+);
 
-Deno.test({
-  name: "runner + llama-server: start latency over 5 loads; SIGKILLed runner takes the engine along",
-  ignore: typeof ready === "string",
-  async fn() {
-    if (typeof ready === "string") return;
-    const dir = await Deno.makeTempDir({ prefix: "switchyard-runner-" });
-    const model = `${dir}/tiny.gguf`;
-    await ready.writeTinyLlama(model);
-    const pool = new RunnerPool({ spares: 1 });
-    const launch = { bin: ready.bin, args: ["-m", model, "-c", "512", "--no-webui"], env: {} };
+runnerTest(
+  "runner + llama-server: start latency over 5 loads; SIGKILLed runner takes the engine along",
+  async ({ launch, pool, seen }) => {
     const spawned: number[] = [];
     const readyMs: number[] = [];
-    const seen: number[] = [];
-    try {
-      for (let i = 0; i < 5; i++) {
-        // a gateway up for a while has its spare waiting
-        await waitFor(
-          () => pool.live().runners.length >= 1 && pool.live().engines.length === 0,
-          10_000,
-          "spare",
-        );
-        await new Promise((r) => setTimeout(r, 300));
-        const rec = recorder();
-        const t0 = performance.now();
-        const runner = pool.start(launch, rec.onMessage);
-        await waitFor(() => rec.count("ready") === 1, 60_000, `ready; log:\n${rec.logs()}`);
-        spawned.push(rec.at("spawned")! - t0);
-        readyMs.push(rec.at("ready")! - t0);
-        seen.push(runner.pid, runner.enginePid!);
-        if (i < 4) {
-          await runner.stop(10_000);
-          continue;
-        }
-        const enginePid = runner.enginePid!;
-        Deno.kill(runner.pid, "SIGKILL");
-        assertEquals((await runner.exited).signal, "SIGKILL");
-        await waitFor(() => !isAlive(enginePid), 5_000, "engine dies with its runner");
-      }
-      console.log(
-        `  5 loads via spare: start→spawned median ${median(spawned).toFixed(1)} ms ` +
-          `[${spawned.map((x) => x.toFixed(0)).join(", ")}], start→ready median ${
-            median(readyMs).toFixed(1)
-          } ms ` +
-          `[${readyMs.map((x) => x.toFixed(0)).join(", ")}]`,
+    for (let i = 0; i < 5; i++) {
+      // a gateway up for a while has its spare waiting
+      await waitFor(
+        () => pool.live().runners.length >= 1 && pool.live().engines.length === 0,
+        10_000,
+        "spare",
       );
-    } finally {
-      await pool.shutdown();
-      await Deno.remove(dir, { recursive: true });
+      await delay(300);
+      const rec = recorder();
+      const t0 = performance.now();
+      const runner = pool.start(launch(), rec.onMessage);
+      await waitFor(() => rec.count("ready") === 1, 60_000, `ready; log:\n${rec.logs()}`);
+      spawned.push(rec.at("spawned")! - t0);
+      readyMs.push(rec.at("ready")! - t0);
+      seen.push(runner.pid, runner.enginePid!);
+      if (i < 4) {
+        await runner.stop(10_000);
+        continue;
+      }
+      const enginePid = runner.enginePid!;
+      Deno.kill(runner.pid, "SIGKILL");
+      assertEquals((await runner.exited).signal, "SIGKILL");
+      await waitFor(() => !isAlive(enginePid), 5_000, "engine dies with its runner");
     }
-    await waitFor(() => seen.every((pid) => !isAlive(pid)), 5_000, "no runner or engine left");
+    console.log(
+      `  5 loads via spare: start→spawned median ${median(spawned).toFixed(1)} ms ` +
+        `[${spawned.map((x) => x.toFixed(0)).join(", ")}], start→ready median ${
+          median(readyMs).toFixed(1)
+        } ms ` +
+        `[${readyMs.map((x) => x.toFixed(0)).join(", ")}]`,
+    );
   },
-});
+);
 
-Deno.test({
-  name: "runner + llama-server: a stop right after ready still ends gracefully (lost exit line is nudged)",
-  ignore: typeof ready === "string",
-  async fn() {
-    if (typeof ready === "string") return;
-    const dir = await Deno.makeTempDir({ prefix: "switchyard-runner-" });
-    const model = `${dir}/tiny.gguf`;
-    await ready.writeTinyLlama(model);
-    const pool = new RunnerPool({ spares: 1 });
-    const launch = { bin: ready.bin, args: ["-m", model, "-c", "512", "--no-webui"], env: {} };
+runnerTest(
+  "runner + llama-server: a stop right after ready still ends gracefully (lost exit line is nudged)",
+  async ({ launch, pool }) => {
     const exits: { code: number; signal: string | null; ms: number }[] = [];
-    try {
-      for (let i = 0; i < 12; i++) {
-        let readyAt = 0;
-        const runner = pool.start(launch, (m) => {
-          if (m.type !== "ready") return;
-          readyAt = performance.now();
-          runner.stop(10_000);
-        });
-        const exit = await runner.exited;
-        exits.push({ ...exit, ms: performance.now() - readyAt });
-      }
-      const slow = exits.filter((e) => e.ms > 500).length;
-      console.log(
-        `  12 stops right after ready: ${slow} needed the SIGTERM nudge; all exit codes ${
-          exits.map((e) => e.code)
-        }`,
-      );
-      assert(exits.every((e) => e.code === 0 && e.signal === null), JSON.stringify(exits));
-      assert(exits.every((e) => e.ms < 5_000), JSON.stringify(exits));
-    } finally {
-      await pool.shutdown();
-      await Deno.remove(dir, { recursive: true });
+    for (let i = 0; i < 12; i++) {
+      let readyAt = 0;
+      const runner = pool.start(launch(), (m) => {
+        if (m.type !== "ready") return;
+        readyAt = performance.now();
+        runner.stop(10_000);
+      });
+      const exit = await runner.exited;
+      exits.push({ ...exit, ms: performance.now() - readyAt });
     }
+    const slow = exits.filter((e) => e.ms > 500).length;
+    console.log(
+      `  12 stops right after ready: ${slow} needed the SIGTERM nudge; all exit codes ${
+        exits.map((e) => e.code)
+      }`,
+    );
+    assert(exits.every((e) => e.code === 0 && e.signal === null), JSON.stringify(exits));
+    assert(exits.every((e) => e.ms < 5_000), JSON.stringify(exits));
   },
-});
+);

@@ -11,6 +11,24 @@ async function assertNothingLeft(pids: number[]): Promise<void> {
   assertEquals(liveStubEngines(), []);
 }
 
+type Phase = "loading" | "ready";
+
+/** A runner that has started the stub engine (with `options`, or loading for 20 s) and reported `phase`. */
+async function startedRunner(phase: Phase, options: string[] = []) {
+  const runner = new RawRunner();
+  const loadMs = phase === "loading" ? ["--load-ms", "20000"] : [];
+  await runner.send({ type: "start", launch: stubLaunch([...loadMs, ...options]) });
+  const { message: spawned } = await runner.next("spawned");
+  await runner.next(phase === "loading" ? "progress" : "ready");
+  return { runner, spawned };
+}
+
+/** Waits for the runner to end, then checks that neither it nor its engine is left. */
+async function assertEnded(runner: RawRunner, enginePid: number): Promise<void> {
+  await runner.done();
+  await assertNothingLeft([runner.pid, enginePid]);
+}
+
 Deno.test("runner: hello, start, spawned, progress, ready, stop, exit; the engine exits gracefully", async () => {
   const runner = new RawRunner();
   const hello = await runner.next("hello");
@@ -40,24 +58,17 @@ Deno.test("runner: hello, start, spawned, progress, ready, stop, exit; the engin
 });
 
 Deno.test("runner: a stop the engine ignores escalates to SIGKILL after timeoutMs", async () => {
-  const runner = new RawRunner();
-  await runner.send({ type: "start", launch: stubLaunch(["--ignore-exit"]) });
-  const { message: spawned } = await runner.next("spawned");
-  await runner.next("ready");
+  const { runner, spawned } = await startedRunner("ready", ["--ignore-exit"]);
   const stopAt = await runner.send({ type: "stop", timeoutMs: 300 });
   const { at, message: exit } = await runner.next("exit");
   assertEquals(exit, { type: "exit", code: 137, signal: "SIGKILL" });
   assert(at - stopAt >= 290, `killed after ${at - stopAt} ms`);
   assert(runner.messages.some((m) => m.message.type === "log" && m.message.line.includes("ignoring it")));
-  await runner.done();
-  await assertNothingLeft([runner.pid, spawned.enginePid]);
+  await assertEnded(runner, spawned.enginePid);
 });
 
 Deno.test("runner: an exit line the engine loses is followed by SIGTERM, still a graceful exit", async () => {
-  const runner = new RawRunner();
-  await runner.send({ type: "start", launch: stubLaunch(["--lose-exit"]) });
-  const { message: spawned } = await runner.next("spawned");
-  await runner.next("ready");
+  const { runner, spawned } = await startedRunner("ready", ["--lose-exit"]);
   const stopAt = await runner.send({ type: "stop", timeoutMs: 10_000 });
   const { at, message: exit } = await runner.next("exit");
   assertEquals(exit, { type: "exit", code: 0, signal: null });
@@ -65,75 +76,49 @@ Deno.test("runner: an exit line the engine loses is followed by SIGTERM, still a
   assert(
     runner.messages.some((m) => m.message.type === "log" && m.message.line.includes("SIGTERM received")),
   );
-  await runner.done();
-  await assertNothingLeft([runner.pid, spawned.enginePid]);
+  await assertEnded(runner, spawned.enginePid);
 });
 
 Deno.test("runner: a stop during loading sends SIGTERM (llama-server does not read stdin yet)", async () => {
-  const runner = new RawRunner();
-  await runner.send({ type: "start", launch: stubLaunch(["--load-ms", "20000"]) });
-  const { message: spawned } = await runner.next("spawned");
-  await runner.next("progress");
+  const { runner, spawned } = await startedRunner("loading");
   await runner.send({ type: "stop", timeoutMs: 10_000 });
   const { message: exit } = await runner.next("exit");
   assertEquals(exit.signal, "SIGTERM");
-  await runner.done();
-  await assertNothingLeft([runner.pid, spawned.enginePid]);
+  await assertEnded(runner, spawned.enginePid);
 });
 
 Deno.test("runner: kill SIGKILLs the engine at once", async () => {
-  const runner = new RawRunner();
-  await runner.send({ type: "start", launch: stubLaunch() });
-  const { message: spawned } = await runner.next("spawned");
-  await runner.next("ready");
+  const { runner, spawned } = await startedRunner("ready");
   await runner.send({ type: "kill" });
   assertEquals((await runner.next("exit")).message.signal, "SIGKILL");
-  await runner.done();
-  await assertNothingLeft([runner.pid, spawned.enginePid]);
+  await assertEnded(runner, spawned.enginePid);
 });
 
 Deno.test("runner: kill cuts a pending graceful stop short", async () => {
-  const runner = new RawRunner();
-  await runner.send({ type: "start", launch: stubLaunch(["--ignore-exit"]) });
-  const { message: spawned } = await runner.next("spawned");
-  await runner.next("ready");
+  const { runner, spawned } = await startedRunner("ready", ["--ignore-exit"]);
   await runner.send({ type: "stop", timeoutMs: 30_000 });
   await delay(200);
   const killAt = await runner.send({ type: "kill" });
   const { at, message: exit } = await runner.next("exit");
   assertEquals(exit.signal, "SIGKILL");
   assert(at - killAt < 2_000, `killed ${at - killAt} ms after kill`);
-  await runner.done();
-  await assertNothingLeft([runner.pid, spawned.enginePid]);
+  await assertEnded(runner, spawned.enginePid);
 });
 
 Deno.test("runner: EOF on its stdin (the gateway died) kills the engine and ends the runner", async (t) => {
-  for (const phase of ["loading", "ready"] as const) {
+  for (const phase of ["loading", "ready"] as Phase[]) {
     await t.step(phase, async () => {
-      const runner = new RawRunner();
-      await runner.send({
-        type: "start",
-        launch: stubLaunch(phase === "loading" ? ["--load-ms", "20000"] : []),
-      });
-      const { message: spawned } = await runner.next("spawned");
-      await runner.next(phase === "loading" ? "progress" : "ready");
+      const { runner, spawned } = await startedRunner(phase);
       await runner.closeStdin();
-      await runner.done();
-      await assertNothingLeft([runner.pid, spawned.enginePid]);
+      await assertEnded(runner, spawned.enginePid);
     });
   }
 });
 
 Deno.test("runner: SIGKILL of the runner takes its engine down within 5 s", async (t) => {
-  for (const phase of ["loading", "ready"] as const) {
+  for (const phase of ["loading", "ready"] as Phase[]) {
     await t.step(phase, async () => {
-      const runner = new RawRunner();
-      await runner.send({
-        type: "start",
-        launch: stubLaunch(phase === "loading" ? ["--load-ms", "20000"] : []),
-      });
-      const { message: spawned } = await runner.next("spawned");
-      await runner.next(phase === "loading" ? "progress" : "ready");
+      const { runner, spawned } = await startedRunner(phase);
       assert(isAlive(spawned.enginePid));
       runner.kill("SIGKILL");
       await runner.done();

@@ -6,6 +6,10 @@ import { isAlive } from "../../runners/lifeline.ts";
 import { forEachLine } from "../../runners/lines.ts";
 import type { EngineLaunch, RunnerCommand, RunnerMessage } from "../../runners/protocol.ts";
 import { runnerCommand } from "../../runners/supervisor.ts";
+import { processesWith, statusKiB } from "../helpers/processes.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+export { delay, waitFor } from "../helpers/wait.ts";
 
 export const STUB_ENGINE: string = new URL("../fixtures/stub_engine.ts", import.meta.url).pathname;
 
@@ -21,20 +25,6 @@ export function stubLaunch(options: string[] = []): EngineLaunch {
   };
 }
 
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `check` until it holds; throws after `timeoutMs`. Returns the time it took. */
-export async function waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<number> {
-  const start = performance.now();
-  while (!check()) {
-    if (performance.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await delay(20);
-  }
-  return performance.now() - start;
-}
-
 /** Waits until none of `pids` runs; returns how long that took. */
 export function waitGone(pids: number[], timeoutMs = 5_000): Promise<number> {
   return waitFor(() => pids.every((pid) => !isAlive(pid)), timeoutMs, `processes ${pids} still alive`);
@@ -42,23 +32,12 @@ export function waitGone(pids: number[], timeoutMs = 5_000): Promise<number> {
 
 /** Pids of this run's stub engines still running (zombies excluded). */
 export function liveStubEngines(): number[] {
-  const pids: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
-      if (cmdline.includes(TAG) && isAlive(Number(entry.name))) pids.push(Number(entry.name));
-    } catch {
-      // exited while we looked
-    }
-  }
-  return pids;
+  return processesWith(TAG);
 }
 
 /** Resident memory of `pid` in KiB, from /proc/<pid>/status. */
 export function rssKiB(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+  return statusKiB(pid, "VmRSS");
 }
 
 /** A runner process driven over its raw stdin/stdout protocol, recording every message with its time. */
