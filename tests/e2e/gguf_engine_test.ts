@@ -1,119 +1,24 @@
 // End-to-end check that the tiny GGUF fixture is a model the real llama-server loads and serves. Skipped (with
 // the reason printed) when no llama-server binary is available, so the suite still passes without an engine.
 import { splitPath, tinyLlamaVocab, writeTinyLlama, writeTinyLlamaSharded } from "../fixtures/gguf.ts";
+import { assert } from "../helpers/assert.ts";
+import { engineAvailable } from "../helpers/http.ts";
+import { engineBinPath, type RunningEngine, startEngine } from "../helpers/llama_server.ts";
 
-const CACHE_BIN = ".cache/switchyard/engine/build/bin/llama-server";
+const ignore = !!await engineAvailable();
 
-function findServerBin(): string | null {
-  const home = Deno.env.get("HOME");
-  const candidates = [Deno.env.get("LLAMA_SERVER_BIN"), home && `${home}/${CACHE_BIN}`, `/root/${CACHE_BIN}`];
-  for (const c of candidates) {
-    if (!c) continue;
-    try {
-      if (Deno.statSync(c).isFile) return c;
-    } catch {
-      // Not there (or not readable): try the next candidate.
-    }
-  }
-  return null;
-}
-
-const BIN = findServerBin();
-if (!BIN) {
-  console.warn(
-    `gguf_engine_test: skipped, no llama-server (set LLAMA_SERVER_BIN or build into ~/${CACHE_BIN})`,
-  );
-}
-
-function assert(cond: unknown, msg: string): asserts cond {
-  if (!cond) throw new Error(msg);
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-interface Server {
-  url: string;
-  healthyMs: number;
-  log(): string;
-  stop(): Promise<void>;
-}
-
-/** Drains a child pipe into a bounded tail, so the server never blocks on a full pipe and failures show its log. */
-async function drain(stream: ReadableStream<Uint8Array>, sink: string[]): Promise<void> {
-  const dec = new TextDecoder();
-  for await (const chunk of stream) {
-    sink.push(dec.decode(chunk, { stream: true }));
-    if (sink.length > 400) sink.splice(0, sink.length - 400);
-  }
-}
-
-async function startServer(model: string, extraArgs: string[] = []): Promise<Server> {
-  assert(BIN, "no llama-server binary");
-  const port = freePort();
-  const args = [
-    "-m",
-    model,
-    "--host",
-    "127.0.0.1",
-    "--port",
-    String(port),
-    "-c",
-    "512",
-    "--no-webui",
-    ...extraArgs,
-  ];
-  const t0 = performance.now();
-  const child = new Deno.Command(BIN, { args, stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
-  const out: string[] = [];
-  const drained = Promise.all([drain(child.stdout, out), drain(child.stderr, out)]);
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
-  });
-  const log = (): string => out.join("").split("\n").slice(-60).join("\n");
-  const stop = async (): Promise<void> => {
-    if (!exited) {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => {
-        if (!exited) child.kill("SIGKILL");
-      }, 5000);
-      await status;
-      clearTimeout(timer);
-    }
-    await drained;
-  };
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    const deadline = t0 + 60_000;
-    while (true) {
-      if (exited) throw new Error(`llama-server exited early (${(await status).code}):\n${log()}`);
-      if (performance.now() > deadline) throw new Error(`llama-server not healthy after 60 s:\n${log()}`);
-      try {
-        const res = await fetch(`${url}/health`);
-        await res.body?.cancel();
-        if (res.status === 200) break;
-      } catch {
-        // Not listening yet.
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  return { url, healthyMs: performance.now() - t0, log, stop };
+function startServer(model: string, extraArgs: string[] = []): Promise<RunningEngine> {
+  return startEngine(engineBinPath(), ["-m", model, "-c", "512", "--no-webui", ...extraArgs]);
 }
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
 
-async function post(server: Server, path: string, body: unknown): Promise<{ status: number; json: Json }> {
+async function post(
+  server: RunningEngine,
+  path: string,
+  body: unknown,
+): Promise<{ status: number; json: Json }> {
   const res = await fetch(`${server.url}${path}`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -132,9 +37,9 @@ async function post(server: Server, path: string, body: unknown): Promise<{ stat
 
 async function withModel(
   fn: (dir: string) => Promise<string>,
-  body: (server: Server) => Promise<void>,
+  body: (server: RunningEngine) => Promise<void>,
   extraArgs: string[] = [],
-): Promise<Server> {
+): Promise<RunningEngine> {
   const dir = await Deno.makeTempDir({ prefix: "switchyard_gguf_e2e_" });
   try {
     const model = await fn(dir);
@@ -149,8 +54,6 @@ async function withModel(
     await Deno.remove(dir, { recursive: true });
   }
 }
-
-const ignore = BIN === null;
 
 Deno.test({
   name: "tiny llama on llama-server: chat, completion, tokenize, streaming, many samples",

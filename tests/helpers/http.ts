@@ -1,6 +1,5 @@
 /** Small HTTP helpers for end-to-end tests against a gateway. */
-import { join } from "node:path";
-import { engineCacheDir } from "../../runners/engine.ts";
+import { engineBinPath } from "./llama_server.ts";
 
 export interface HasUrl {
   url: string;
@@ -11,8 +10,7 @@ export interface HasUrl {
  * build); otherwise why the engine tests are skipped. Tests never start a 10-minute build themselves.
  */
 export async function engineAvailable(): Promise<string | undefined> {
-  const env = Deno.env.toObject();
-  const bin = env.LLAMA_SERVER_BIN ?? join(engineCacheDir(env), "build", "bin", "llama-server");
+  const bin = engineBinPath();
   try {
     await Deno.stat(bin);
     return undefined;
@@ -31,10 +29,21 @@ export async function getJson(gw: HasUrl, path: string, headers?: HeadersInit) {
 }
 
 export function postJson(gw: HasUrl, path: string, body: unknown, headers?: HeadersInit): Promise<Response> {
+  return postJsonWith(gw, path, body, { headers });
+}
+
+/** `postJson` with an abort signal (a timeout, or a client that leaves) besides the headers. */
+export function postJsonWith(
+  gw: HasUrl,
+  path: string,
+  body: unknown,
+  init: { headers?: HeadersInit; signal?: AbortSignal },
+): Promise<Response> {
   return fetch(gw.url + path, {
     method: "POST",
-    headers: { "Content-Type": "application/json", ...headers },
+    headers: { "Content-Type": "application/json", ...init.headers },
     body: JSON.stringify(body),
+    signal: init.signal,
   });
 }
 
