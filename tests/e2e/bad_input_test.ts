@@ -7,87 +7,12 @@
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { makeModelsDir } from "../helpers/models.ts";
-import { startGateway, type TestGateway } from "../helpers/gateway.ts";
-import { engineAvailable, getJson } from "../helpers/http.ts";
+import { fakeServerBin, isolatedEnv, runMain, startGateway, stopAndCheck } from "../helpers/gateway.ts";
+import { engineAvailable, getJson, postJson } from "../helpers/http.ts";
+import { assertErrorBody, chatBody } from "../helpers/openai.ts";
 
 const skip = await engineAvailable();
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const BODY_LIMIT = 1000;
-
-// ---- helpers -----------------------------------------------------------------------------------------
-
-function assertErrorBody(body: unknown, status: number, context: string): void {
-  const error = (body as { error?: Record<string, unknown> })?.error;
-  assert(
-    body && typeof body === "object" && !Array.isArray(body) && error && typeof error === "object",
-    `${context}: no error object in ${JSON.stringify(body)}`,
-  );
-  assertEquals(Object.keys(body), ["error"], `${context}: top-level keys`);
-  assertEquals(Object.keys(error).sort(), ["code", "message", "type"], `${context}: error keys`);
-  assertEquals(error.code, status, `${context}: error.code`);
-  assertEquals(typeof error.message, "string", `${context}: error.message`);
-  assert((error.message as string).length > 0, `${context}: empty message`);
-  assertEquals(typeof error.type, "string", `${context}: error.type`);
-}
-
-function readProc(pid: number, file: string): string {
-  try {
-    return Deno.readTextFileSync(`/proc/${pid}/${file}`);
-  } catch {
-    return "";
-  }
-}
-
-function enginesOf(gatewayPid: number): number[] {
-  const tag = `SWITCHYARD_GATEWAY_PID=${gatewayPid}`;
-  const pids: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    const pid = Number(entry.name);
-    if (!Number.isInteger(pid)) continue;
-    const stat = readProc(pid, "stat");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    if (state && state !== "Z" && readProc(pid, "environ").split("\0").includes(tag)) pids.push(pid);
-  }
-  return pids;
-}
-
-async function stopAndCheck(gw: TestGateway): Promise<void> {
-  // let start-up finish: signal handlers come after the "listening" line (see reliability_test.ts)
-  await fetch(gw.url + "/health").then((r) => r.body?.cancel()).catch(() => {});
-  const code = await gw.stop();
-  assertEquals(code, 0, `gateway exit code; log tail:\n${gw.logs.slice(-20).join("\n")}`);
-  const deadline = Date.now() + 5_000;
-  while (enginesOf(gw.pid).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  assertEquals(enginesOf(gw.pid), [], "no engine left");
-}
-
-/** A fake `--server-bin` that only answers `--version`: enough for a gateway that fails at start-up. */
-async function fakeServerBin(dir: string): Promise<string> {
-  const bin = join(dir, "fake-llama-server");
-  await Deno.writeTextFile(
-    bin,
-    `#!/bin/sh\nif [ "$1" = "--version" ]; then echo "version: 0.0.1 (build 1, commit abc1234)"; exit 0; fi\nexit 1\n`,
-  );
-  await Deno.chmod(bin, 0o755);
-  return bin;
-}
-
-/** Runs main.ts to completion (bounded) and returns its exit code and output. */
-async function runMain(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; out: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
-    env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  return { code: out.code, out: text };
-}
 
 // ---- the request table -------------------------------------------------------------------------------
 
@@ -102,7 +27,7 @@ interface Row {
 }
 
 const json = { "Content-Type": "application/json" };
-const chat = (model: unknown) => ({ model, messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+const chat = (model: unknown) => chatBody(model, { max_tokens: 2 });
 
 const HOSTILE_NAMES: [string, string][] = [
   ["relative traversal", "../../etc/passwd"],
@@ -305,10 +230,10 @@ Deno.test({
   sanitizeOps: false,
   async fn(t) {
     const dir = await makeModelsDir(["alpha", "beta"]);
-    const cache = await Deno.makeTempDir({ prefix: "switchyard-bad-cache-" });
+    const env = await isolatedEnv();
     const gw = await startGateway({
       args: ["--models-dir", dir, "--body-limit", String(BODY_LIMIT), "--offline", "-c", "256", "-np", "1"],
-      env: { LLAMA_CACHE: cache, HF_ENDPOINT: "http://127.0.0.1:9" },
+      env,
     });
     try {
       const table = rows();
@@ -333,7 +258,7 @@ Deno.test({
             throw new Error(`body is not JSON: ${JSON.stringify(text.slice(0, 200))}`);
           }
           assertEquals(res.status, row.status, `status (body ${text.slice(0, 200)})`);
-          assertErrorBody(parsed, row.status, "body");
+          assertErrorBody(parsed, row.status, "body", { exact: true });
           assertMatch(res.headers.get("content-type") ?? "", /application\/json/);
         } catch (err) {
           failures.push(`${row.name} (${method} ${JSON.stringify(row.path)}): ${(err as Error).message}`);
@@ -352,10 +277,8 @@ Deno.test({
           await res.body?.cancel();
           assert(res.status >= 400 && res.status < 500, `${path} with a 100 KB cookie: ${res.status}`);
         }
-        const res = await fetch(gw.url + "/v1/chat/completions", {
-          method: "POST",
-          headers: { ...json, "X-Big": "y".repeat(100_000) },
-          body: JSON.stringify(chat("alpha")),
+        const res = await postJson(gw, "/v1/chat/completions", chat("alpha"), {
+          "X-Big": "y".repeat(100_000),
         });
         await res.body?.cancel();
         assert(res.status >= 400 && res.status < 500, `chat with a 100 KB header: ${res.status}`);
@@ -365,10 +288,8 @@ Deno.test({
       await t.step(
         "a 10 KB cookie (a browser on the web UI's origin) does not break a proxied request",
         async () => {
-          const res = await fetch(gw.url + "/tokenize", {
-            method: "POST",
-            headers: { ...json, Cookie: `session=${"c".repeat(10_000)}` },
-            body: JSON.stringify({ model: "alpha", content: "hello" }),
+          const res = await postJson(gw, "/tokenize", { model: "alpha", content: "hello" }, {
+            Cookie: `session=${"c".repeat(10_000)}`,
           });
           const text = await res.text();
           // credentials and cookies are the gateway's business: they never reach the engine
@@ -383,11 +304,7 @@ Deno.test({
 
       await t.step("the gateway is healthy and alpha still serves", async () => {
         assertEquals(await getJson(gw, "/health"), { status: "ok" });
-        const res = await fetch(gw.url + "/tokenize", {
-          method: "POST",
-          headers: json,
-          body: JSON.stringify({ model: "alpha", content: "x" }),
-        });
+        const res = await postJson(gw, "/tokenize", { model: "alpha", content: "x" });
         assertEquals(res.status, 200);
         await res.body?.cancel();
         const beta = (await getJson(gw, "/models")).data.find((m: { id: string }) => m.id === "beta");
@@ -396,7 +313,7 @@ Deno.test({
     } finally {
       await stopAndCheck(gw);
       await Deno.remove(dir, { recursive: true });
-      await Deno.remove(cache, { recursive: true });
+      await Deno.remove(env.LLAMA_CACHE, { recursive: true });
     }
   },
 });
@@ -503,7 +420,7 @@ Deno.test({
   async fn() {
     const tmp = await Deno.makeTempDir({ prefix: "switchyard-bad-startup-" });
     try {
-      const bin = await fakeServerBin(tmp);
+      const { bin } = await fakeServerBin("exit 1", tmp);
       const models = join(tmp, "models");
       await Deno.mkdir(models);
       const failures: string[] = [];

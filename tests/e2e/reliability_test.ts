@@ -7,89 +7,20 @@
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { makeModelsDir } from "../helpers/models.ts";
-import { startGateway, type TestGateway } from "../helpers/gateway.ts";
-import { engineAvailable, getJson, postJson, waitForStatus } from "../helpers/http.ts";
+import {
+  fakeServerBin,
+  isolatedEnv,
+  startGateway,
+  stopAndCheck,
+  type TestGateway,
+} from "../helpers/gateway.ts";
+import { engineAvailable, getJson, postJson, postJsonWith, waitForStatus } from "../helpers/http.ts";
+import { assertErrorBody, chatBody, readSse } from "../helpers/openai.ts";
+import { engineOf, enginesOf, ppidOf, processesWith, readProc, runnersOf } from "../helpers/processes.ts";
+import { delay, waitFor } from "../helpers/wait.ts";
+import { isAlive } from "../../runners/lifeline.ts";
 
 const skip = await engineAvailable();
-
-// ---- process helpers (Linux /proc) -------------------------------------------------------------------
-
-/** The process exists and is not a zombie. */
-function isLive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
-
-function readProc(pid: number, file: string): string {
-  try {
-    return Deno.readTextFileSync(`/proc/${pid}/${file}`);
-  } catch {
-    return "";
-  }
-}
-
-function allPids(): number[] {
-  const pids: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    const pid = Number(entry.name);
-    if (Number.isInteger(pid) && pid !== Deno.pid) pids.push(pid);
-  }
-  return pids;
-}
-
-function ppidOf(pid: number): number {
-  const stat = readProc(pid, "stat");
-  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-}
-
-/**
- * Live processes whose command line contains `marker` (a model path, or `<models dir>/`: the
- * gateway's own command line names the dir itself, never a path under it).
- */
-function processesWith(marker: string): number[] {
-  return allPids().filter((pid) => readProc(pid, "cmdline").replaceAll("\0", " ").includes(marker))
-    .filter(isLive);
-}
-
-/** Live engines started by this gateway: they carry `SWITCHYARD_GATEWAY_PID=<pid>`. */
-function enginesOf(gatewayPid: number): number[] {
-  const tag = `SWITCHYARD_GATEWAY_PID=${gatewayPid}`;
-  return allPids().filter((pid) => readProc(pid, "environ").split("\0").includes(tag)).filter(isLive);
-}
-
-/** Live runners of this gateway (its children running runner.ts). */
-function runnersOf(gatewayPid: number): number[] {
-  return allPids().filter((pid) => ppidOf(pid) === gatewayPid).filter((pid) => {
-    const cmd = readProc(pid, "cmdline");
-    return cmd.includes("runners/runner.ts") || cmd.includes("--switchyard-runner");
-  }).filter(isLive);
-}
-
-/** The one live engine serving this model file. */
-function engineOf(modelPath: string): number {
-  const pids = processesWith(modelPath);
-  assertEquals(pids.length, 1, `one engine for ${modelPath}, found ${pids.join(",")}`);
-  return pids[0];
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `check` every `intervalMs` until it returns true; bounded by `timeoutMs`. */
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
-}
-
-// ---- HTTP helpers ------------------------------------------------------------------------------------
 
 interface ModelEntry {
   id: string;
@@ -99,86 +30,6 @@ interface ModelEntry {
 async function entry(gw: TestGateway, id: string): Promise<ModelEntry> {
   const list = await getJson(gw, "/models");
   return list.data.find((m: ModelEntry) => m.id === id);
-}
-
-/** Asserts the OpenAI error shape `{"error":{"code","message","type"}}` with code = status. */
-function assertErrorBody(body: unknown, status: number, context: string): void {
-  const error = (body as { error?: Record<string, unknown> })?.error;
-  assert(error && typeof error === "object", `${context}: no error object in ${JSON.stringify(body)}`);
-  assertEquals(Object.keys(error).sort(), ["code", "message", "type"], context);
-  assertEquals(error.code, status, context);
-  assertEquals(typeof error.message, "string", context);
-  assertEquals(typeof error.type, "string", context);
-}
-
-/**
- * Reads an SSE body as it comes and returns its `data:` payloads. `onEvent` sees the count so far.
- */
-async function readSse(res: Response, onEvent?: (count: number) => void): Promise<string[]> {
-  const events: string[] = [];
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffered += value;
-    let cut;
-    while ((cut = buffered.indexOf("\n")) >= 0) {
-      const line = buffered.slice(0, cut).replace(/\r$/, "");
-      buffered = buffered.slice(cut + 1);
-      if (line.startsWith("data: ")) {
-        events.push(line.slice(6));
-        onEvent?.(events.length);
-      }
-    }
-  }
-  if (buffered.startsWith("data: ")) events.push(buffered.slice(6));
-  return events;
-}
-
-const chat = (model: string, extra: Record<string, unknown> = {}) => ({
-  model,
-  messages: [{ role: "user", content: "hi" }],
-  max_tokens: 4,
-  ...extra,
-});
-
-/** Where each test's gateway looks for its HF cache: nowhere real, and no hub but a closed local port. */
-async function isolatedEnv(): Promise<Record<string, string>> {
-  return {
-    LLAMA_CACHE: await Deno.makeTempDir({ prefix: "switchyard-rel-cache-" }),
-    HF_ENDPOINT: "http://127.0.0.1:9",
-  };
-}
-
-/** A fake `--server-bin`: answers `--version` as llama-server does, runs `body` otherwise. */
-async function fakeServerBin(body: string): Promise<{ dir: string; bin: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "switchyard-fake-bin-" });
-  const bin = join(dir, "llama-server");
-  // The gateway parses "(build N, commit H)"; see the report: "version: 1 (abc1234)" is refused.
-  await Deno.writeTextFile(
-    bin,
-    `#!/bin/sh\nif [ "$1" = "--version" ]; then echo "version: 0.0.1 (build 1, commit abc1234)"; exit 0; fi\n${body}\n`,
-  );
-  await Deno.chmod(bin, 0o755);
-  return { dir, bin };
-}
-
-/**
- * Lets the gateway finish start-up: its signal handlers are installed only after it logs
- * "listening", so a SIGTERM sent at once can kill it outright (see the dedicated test below).
- */
-async function settled(gw: TestGateway): Promise<void> {
-  await (await fetch(gw.url + "/health")).body?.cancel();
-}
-
-/** Stops the gateway (exit 0 expected) and checks it left no engine or runner behind. */
-async function stopAndCheck(gw: TestGateway, marker?: string): Promise<void> {
-  await settled(gw).catch(() => {});
-  const code = await gw.stop();
-  assertEquals(code, 0, `gateway exit code; log tail:\n${gw.logs.slice(-20).join("\n")}`);
-  await waitUntil("no engine left", () => enginesOf(gw.pid).length === 0, 5_000);
-  if (marker) await waitUntil(`no process with ${marker}`, () => processesWith(marker).length === 0, 5_000);
 }
 
 const base = { ignore: !!skip, sanitizeResources: false, sanitizeOps: false };
@@ -195,12 +46,12 @@ Deno.test({
     try {
       assertEquals((await postJson(gw, "/tokenize", { model: "beta", content: "x" })).status, 200);
       const betaPid = engineOf(join(dir, "beta.gguf"));
-      const res = await fetch(gw.url + "/v1/chat/completions", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(chat("alpha", { max_tokens: 2000, stream: true })),
-        signal: AbortSignal.timeout(30_000),
-      });
+      const res = await postJsonWith(
+        gw,
+        "/v1/chat/completions",
+        chatBody("alpha", { max_tokens: 2000, stream: true }),
+        { signal: AbortSignal.timeout(30_000) },
+      );
       assertEquals(res.status, 200);
       const alphaPid = engineOf(join(dir, "alpha.gguf"));
       let killed = false;
@@ -226,7 +77,7 @@ Deno.test({
       assert(alpha.status.exit_code !== 0, `exit code ${alpha.status.exit_code}`);
       assertMatch(alpha.status.error ?? "", /last log lines:\n./);
 
-      const again = await postJson(gw, "/v1/chat/completions", chat("alpha"));
+      const again = await postJson(gw, "/v1/chat/completions", chatBody("alpha"));
       assertEquals(again.status, 200, "the next request reloads the model");
       assertEquals((await again.json()).object, "chat.completion");
       assertEquals((await entry(gw, "alpha")).status.failed, undefined, "a good load clears `failed`");
@@ -256,12 +107,12 @@ Deno.test({
       const runnerPid = ppidOf(enginePid);
       assert(runnersOf(gw.pid).includes(runnerPid), `engine ${enginePid}'s parent ${runnerPid} is a runner`);
       Deno.kill(runnerPid, "SIGKILL");
-      await waitUntil("the engine died with its runner", () => !isLive(enginePid), 5_000);
+      await waitFor(() => !isAlive(enginePid), 5_000, "the engine died with its runner");
       await waitForStatus(gw, "alpha", "unloaded", 5_000);
       const alpha = await entry(gw, "alpha");
       assertEquals(alpha.status.failed, true, JSON.stringify(alpha.status));
       assert(alpha.status.exit_code !== 0);
-      const res = await postJson(gw, "/v1/chat/completions", chat("alpha"));
+      const res = await postJson(gw, "/v1/chat/completions", chatBody("alpha"));
       assertEquals(res.status, 200);
       await res.body?.cancel();
       assert(engineOf(join(dir, "alpha.gguf")) !== enginePid, "a fresh engine serves it");
@@ -295,12 +146,12 @@ Deno.test({
       Deno.kill(gw.pid, "SIGKILL");
       killed = true;
       await gw.status;
-      await waitUntil(
-        "every runner and engine of the killed gateway is gone",
+      await waitFor(
         () =>
-          [...engines, ...runners].every((pid) => !isLive(pid)) && enginesOf(gw.pid).length === 0 &&
+          [...engines, ...runners].every((pid) => !isAlive(pid)) && enginesOf(gw.pid).length === 0 &&
           processesWith(`${dir}/`).length === 0,
         5_000,
+        "every runner and engine of the killed gateway is gone",
       );
     } finally {
       if (!killed) await gw.stop();
@@ -331,12 +182,12 @@ Deno.test({
     });
     let stopped = false;
     try {
-      const res = await fetch(gw.url + "/v1/chat/completions", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(chat("alpha", { max_tokens: 300, stream: true, ignore_eos: true })),
-        signal: AbortSignal.timeout(60_000),
-      });
+      const res = await postJsonWith(
+        gw,
+        "/v1/chat/completions",
+        chatBody("alpha", { max_tokens: 300, stream: true, ignore_eos: true }),
+        { signal: AbortSignal.timeout(60_000) },
+      );
       assertEquals(res.status, 200);
       let signalled = false;
       const events = await readSse(res, (n) => {
@@ -350,11 +201,11 @@ Deno.test({
       const chunks = events.filter((e) => e !== "[DONE]").map((e) => JSON.parse(e));
       assert(chunks.every((c) => !c.error), "no error event");
       assert(chunks.length > 100, `the whole answer came through (${chunks.length} chunks)`);
-      const status = await Promise.race([gw.status, sleep(30_000).then(() => undefined)]);
+      const status = await Promise.race([gw.status, delay(30_000).then(() => undefined)]);
       assert(status, "the gateway exited after the request");
       stopped = true;
       assertEquals(status.code, 0, `exit code; log tail:\n${gw.logs.slice(-15).join("\n")}`);
-      await waitUntil("no engine left", () => enginesOf(gw.pid).length === 0, 5_000);
+      await waitFor(() => enginesOf(gw.pid).length === 0, 5_000, "no engine left");
       assertEquals(processesWith(`${dir}/`), []);
     } finally {
       if (!stopped) await gw.stop();
@@ -388,7 +239,7 @@ Deno.test({
           maxAlive = Math.max(maxAlive, alive);
         } catch { /* counted by the request tally if the gateway misbehaves */ }
         samples++;
-        await sleep(50);
+        await delay(50);
       }
     })();
     try {
@@ -398,9 +249,9 @@ Deno.test({
         const model = bad ? `no-such-model-${i}` : models[(i * 7) % models.length];
         const kind = kinds[i % kinds.length];
         const [path, body] = kind === "chat"
-          ? ["/v1/chat/completions", chat(model)]
+          ? ["/v1/chat/completions", chatBody(model)]
           : kind === "stream"
-          ? ["/v1/chat/completions", chat(model, { stream: true })]
+          ? ["/v1/chat/completions", chatBody(model, { stream: true })]
           : kind === "completion"
           ? ["/completion", { model, prompt: "hello", n_predict: 4 }]
           : ["/tokenize", { model, content: "hello world" }];
@@ -409,12 +260,7 @@ Deno.test({
       const started = performance.now();
       const outcomes = await Promise.all(requests.map(async (r) => {
         try {
-          const res = await fetch(gw.url + r.path, {
-            method: "POST",
-            headers: { "Content-Type": "application/json" },
-            body: JSON.stringify(r.body),
-            signal: AbortSignal.timeout(60_000),
-          });
+          const res = await postJsonWith(gw, r.path, r.body, { signal: AbortSignal.timeout(60_000) });
           const text = await res.text();
           let ok: string | undefined;
           if (res.status === 200 && r.kind === "stream") {
@@ -478,7 +324,7 @@ Deno.test({
     const exits = () => gw.logs.filter((l) => /\balpha exited \(code 1\)/.test(l)).length;
     try {
       for (let attempt = 1; attempt <= 2; attempt++) {
-        const res = await postJson(gw, "/v1/chat/completions", chat("alpha"));
+        const res = await postJson(gw, "/v1/chat/completions", chatBody("alpha"));
         const body = await res.json();
         assertEquals(res.status, 500, `attempt ${attempt}: ${JSON.stringify(body)}`);
         assertErrorBody(body, 500, `attempt ${attempt}`);
@@ -486,7 +332,7 @@ Deno.test({
         assertMatch(body.error.message, /fake engine: refusing to start/, "the engine's log lines");
         assertEquals(loads(), attempt);
       }
-      const capped = await postJson(gw, "/v1/chat/completions", chat("alpha"));
+      const capped = await postJson(gw, "/v1/chat/completions", chatBody("alpha"));
       const cappedBody = await capped.json();
       assertEquals(capped.status, 503, JSON.stringify(cappedBody));
       assertErrorBody(cappedBody, 503, "capped");
@@ -500,14 +346,14 @@ Deno.test({
       const load = await postJson(gw, "/models/load", { model: "alpha" });
       assertEquals(load.status, 200);
       assertEquals(await load.json(), { success: true });
-      await waitUntil(
-        "the explicit load was attempted and failed",
+      await waitFor(
         () => loads() === 3 && exits() === 3,
         10_000,
+        "the explicit load was attempted and failed",
       );
       await waitForStatus(gw, "alpha", "unloaded", 5_000);
       assertEquals((await entry(gw, "alpha")).status.failed, true);
-      const after = await postJson(gw, "/v1/chat/completions", chat("alpha"));
+      const after = await postJson(gw, "/v1/chat/completions", chatBody("alpha"));
       assertEquals(after.status, 500, "the count was reset: the model is attempted again, not refused");
       await after.body?.cancel();
       assertEquals(loads(), 4);
@@ -535,10 +381,7 @@ Deno.test({
     const hung = () => enginesOf(gw.pid).filter((pid) => readProc(pid, "cmdline").includes(marker));
     try {
       const started = performance.now();
-      const res = await fetch(gw.url + "/v1/chat/completions", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(chat("alpha")),
+      const res = await postJsonWith(gw, "/v1/chat/completions", chatBody("alpha"), {
         signal: AbortSignal.timeout(30_000),
       });
       const elapsed = performance.now() - started;
@@ -547,7 +390,7 @@ Deno.test({
       assertErrorBody(body, 500, "hung load");
       assertMatch(body.error.message, /looks hung/);
       assert(elapsed >= 2_000 && elapsed <= 6_000, `failed after ${Math.round(elapsed)} ms, expected ~3-6 s`);
-      await waitUntil("the hung process is gone", () => hung().length === 0, 5_000);
+      await waitFor(() => hung().length === 0, 5_000, "the hung process is gone");
       assertEquals(processesWith(`sleep ${marker}`), []);
       assertEquals((await entry(gw, "alpha")).status.failed, true);
     } finally {
@@ -565,7 +408,7 @@ Deno.test({
   name: "a process left by a dead gateway (SWITCHYARD_GATEWAY_PID of a gone pid) is killed at start-up",
   async fn() {
     const deadPid = 999999; // above the usual pid_max (32768 or 4194304 on 64-bit): no such process
-    assert(!isLive(deadPid));
+    assert(!isAlive(deadPid));
     const orphan = new Deno.Command("sleep", {
       args: ["300"],
       env: { SWITCHYARD_GATEWAY_PID: String(deadPid) },
@@ -577,7 +420,7 @@ Deno.test({
     let gw: TestGateway | undefined;
     try {
       gw = await startGateway({ args: ["--models-dir", dir], env: await isolatedEnv() });
-      const status = await Promise.race([orphan.status, sleep(5_000).then(() => undefined)]);
+      const status = await Promise.race([orphan.status, delay(5_000).then(() => undefined)]);
       assert(status, "the orphan was killed");
       assertEquals(status.signal, "SIGKILL");
       const line = await gw.waitForLog(/engines left by an earlier gateway/, 1_000);
@@ -605,7 +448,7 @@ Deno.test({
       for (let i = 0; i < 5; i++) {
         const gw = await startGateway({ args: ["--models-dir", dir], env: await isolatedEnv() });
         codes.push(await gw.stop());
-        await waitUntil("no engine left", () => enginesOf(gw.pid).length === 0, 5_000);
+        await waitFor(() => enginesOf(gw.pid).length === 0, 5_000, "no engine left");
       }
       // signals are handled from the first moment, also while the gateway is still starting
       assertEquals(codes, [0, 0, 0, 0, 0], "exit codes of gateways stopped right after 'listening'");

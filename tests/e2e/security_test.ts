@@ -5,97 +5,18 @@
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { makeModelsDir } from "../helpers/models.ts";
-import { startGateway, type TestGateway } from "../helpers/gateway.ts";
-import { engineAvailable, getJson, postJson } from "../helpers/http.ts";
+import { isolatedEnv, startGateway, stopAndCheck, type TestGateway } from "../helpers/gateway.ts";
+import { engineAvailable, getJson, postJson, postJsonWith } from "../helpers/http.ts";
+import { assertErrorBody, chatBody, expectError } from "../helpers/openai.ts";
+import { cmdlineOf, gatewayEngineOf, readProc } from "../helpers/processes.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const skip = await engineAvailable();
 const base = { ignore: !!skip, sanitizeResources: false, sanitizeOps: false };
 
 // ---- helpers -----------------------------------------------------------------------------------------
 
-function readProc(pid: number, file: string): string {
-  try {
-    return Deno.readTextFileSync(`/proc/${pid}/${file}`);
-  } catch {
-    return "";
-  }
-}
-
-function isLive(pid: number): boolean {
-  const stat = readProc(pid, "stat");
-  if (!stat) return false;
-  const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-  return state !== "Z" && state !== "X";
-}
-
-/** Live engines started by this gateway (they carry `SWITCHYARD_GATEWAY_PID=<pid>`). */
-function enginesOf(gatewayPid: number): number[] {
-  const tag = `SWITCHYARD_GATEWAY_PID=${gatewayPid}`;
-  const pids: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    const pid = Number(entry.name);
-    if (!Number.isInteger(pid)) continue;
-    if (readProc(pid, "environ").split("\0").includes(tag) && isLive(pid)) pids.push(pid);
-  }
-  return pids;
-}
-
-/** The one live engine of this gateway whose command line names `modelPath`. */
-function engineOf(gw: TestGateway, modelPath: string): number {
-  const pids = enginesOf(gw.pid).filter((pid) => readProc(pid, "cmdline").split("\0").includes(modelPath));
-  assertEquals(pids.length, 1, `one engine for ${modelPath}: ${pids}`);
-  return pids[0];
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
-}
-
-function assertErrorBody(body: unknown, status: number, type: string | undefined, context: string): void {
-  const error = (body as { error?: Record<string, unknown> })?.error;
-  assert(error && typeof error === "object", `${context}: no error object in ${JSON.stringify(body)}`);
-  assertEquals(Object.keys(error).sort(), ["code", "message", "type"], context);
-  assertEquals(error.code, status, context);
-  assertEquals(typeof error.message, "string", context);
-  if (type) assertEquals(error.type, type, context);
-}
-
-async function expectError(res: Response, status: number, type: string | undefined, context: string) {
-  const text = await res.text();
-  assertEquals(res.status, status, `${context}: ${text}`);
-  assertErrorBody(JSON.parse(text), status, type, context);
-}
-
-const chat = (model: string, extra: Record<string, unknown> = {}) => ({
-  model,
-  messages: [{ role: "user", content: "hi" }],
-  max_tokens: 4,
-  ...extra,
-});
-
-async function isolatedEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
-  return {
-    LLAMA_CACHE: await Deno.makeTempDir({ prefix: "switchyard-sec-cache-" }),
-    HF_ENDPOINT: "http://127.0.0.1:9",
-    ...extra,
-  };
-}
-
-/** Stops the gateway (after it has settled: see reliability_test.ts) and checks no engine is left. */
-async function stopAndCheck(gw: TestGateway): Promise<void> {
-  await fetch(gw.url + "/health").then((r) => r.body?.cancel()).catch(() => {});
-  const code = await gw.stop();
-  assertEquals(code, 0, `gateway exit code; log tail:\n${gw.logs.slice(-20).join("\n")}`);
-  await waitUntil("no engine left", () => enginesOf(gw.pid).length === 0, 5_000);
-}
-
+/** `fetch` with `key` sent as a Bearer token (or as X-Api-Key), and a JSON Content-Type for a body. */
 function fetchWith(gw: TestGateway, path: string, init: RequestInit & { key?: string; header?: string }) {
   const headers = new Headers(init.headers);
   if (init.key !== undefined) {
@@ -105,6 +26,8 @@ function fetchWith(gw: TestGateway, path: string, init: RequestInit & { key?: st
   if (init.body && !headers.has("Content-Type")) headers.set("Content-Type", "application/json");
   return fetch(gw.url + path, { ...init, headers });
 }
+
+const bearer = (key: string) => ({ Authorization: `Bearer ${key}` });
 
 // ---- 1. API keys -------------------------------------------------------------------------------------
 
@@ -124,30 +47,32 @@ Deno.test({
       env: await isolatedEnv(),
     });
     try {
-      await expectError(await fetchWith(gw, "/v1/models", {}), 401, "authentication_error", "no key");
-      await expectError(
-        await fetchWith(gw, "/v1/models", { key: "sk-wrong" }),
-        401,
-        "authentication_error",
-        "wrong key",
-      );
+      await expectError(await fetchWith(gw, "/v1/models", {}), 401, "no key", {
+        type: "authentication_error",
+      });
+      await expectError(await fetchWith(gw, "/v1/models", { key: "sk-wrong" }), 401, "wrong key", {
+        type: "authentication_error",
+      });
       await expectError(
         await fetchWith(gw, "/v1/models", { key: "sk-wrong", header: "x-api-key" }),
         401,
-        "authentication_error",
         "wrong X-Api-Key",
+        { type: "authentication_error" },
       );
       await expectError(
-        await fetchWith(gw, "/v1/chat/completions", { method: "POST", body: JSON.stringify(chat("alpha")) }),
+        await fetchWith(gw, "/v1/chat/completions", {
+          method: "POST",
+          body: JSON.stringify(chatBody("alpha")),
+        }),
         401,
-        "authentication_error",
         "chat without a key",
+        { type: "authentication_error" },
       );
       await expectError(
         await fetchWith(gw, "/v1/models", { key: `${KEY1},${KEY2}` }),
         401,
-        "authentication_error",
         "the whole list is not a key",
+        { type: "authentication_error" },
       );
       assertEquals(await (await fetch(gw.url + "/health")).json(), { status: "ok" }, "/health is public");
       assertEquals((await fetch(gw.url + "/v1/health")).status, 200, "/v1/health is public");
@@ -160,7 +85,7 @@ Deno.test({
         await list.body?.cancel();
         const res = await fetchWith(gw, "/v1/chat/completions", {
           method: "POST",
-          body: JSON.stringify(chat("alpha")),
+          body: JSON.stringify(chatBody("alpha")),
           key,
           header,
         });
@@ -168,13 +93,13 @@ Deno.test({
         await res.body?.cancel();
       }
 
-      const entry = (await getJson(gw, "/models", { Authorization: `Bearer ${KEY1}` })).data[0];
+      const entry = (await getJson(gw, "/models", bearer(KEY1))).data[0];
       assertEquals(entry.status.value, "loaded");
       const args = entry.status.args.join(" ");
       assert(!args.includes(KEY1) && !args.includes(KEY2), `status.args holds a key: ${args}`);
       assert(!args.includes("--api-key"), `status.args: ${args}`);
-      const pid = engineOf(gw, join(dir, "alpha.gguf"));
-      const cmdline = readProc(pid, "cmdline").replaceAll("\0", " ");
+      const pid = gatewayEngineOf(gw.pid, join(dir, "alpha.gguf"));
+      const cmdline = cmdlineOf(pid);
       assert(cmdline.includes("--alias alpha"), cmdline);
       assert(
         !cmdline.includes(KEY1) && !cmdline.includes(KEY2),
@@ -202,15 +127,17 @@ Deno.test({
       env: await isolatedEnv({ LLAMA_API_KEY: ENV_KEY }),
     });
     try {
-      await expectError(await fetchWith(gw, "/v1/models", {}), 401, "authentication_error", "no key");
+      await expectError(await fetchWith(gw, "/v1/models", {}), 401, "no key", {
+        type: "authentication_error",
+      });
       const res = await fetchWith(gw, "/v1/chat/completions", {
         method: "POST",
-        body: JSON.stringify(chat("alpha")),
+        body: JSON.stringify(chatBody("alpha")),
         key: ENV_KEY,
       });
       assertEquals(res.status, 200, "the env key works");
       await res.body?.cancel();
-      const pid = engineOf(gw, join(dir, "alpha.gguf"));
+      const pid = gatewayEngineOf(gw.pid, join(dir, "alpha.gguf"));
       const leaked = readProc(pid, "environ").split("\0").filter((v) =>
         v.startsWith("LLAMA_API_KEY=") || v.includes(ENV_KEY)
       );
@@ -218,7 +145,7 @@ Deno.test({
       // file) is forwarded to an engine that only knows LLAMA_API_KEY, and the engine refuses it.
       const viaFile = await fetchWith(gw, "/v1/chat/completions", {
         method: "POST",
-        body: JSON.stringify(chat("alpha")),
+        body: JSON.stringify(chatBody("alpha")),
         key: FILE_KEY,
       });
       const viaFileText = await viaFile.text();
@@ -249,12 +176,14 @@ Deno.test({
       env: await isolatedEnv({ LLAMA_ARG_API_KEY_FILE: keyFile }),
     });
     try {
-      await expectError(await fetchWith(gw, "/v1/models", {}), 401, "authentication_error", "no key");
+      await expectError(await fetchWith(gw, "/v1/models", {}), 401, "no key", {
+        type: "authentication_error",
+      });
       const list = await (await fetchWith(gw, "/v1/models", { key: "userA" })).json();
       assertEquals(list.data.map((m: { id: string }) => m.id), ["alpha"], "the gateway read the file");
       const res = await fetchWith(gw, "/v1/chat/completions", {
         method: "POST",
-        body: JSON.stringify(chat("alpha")),
+        body: JSON.stringify(chatBody("alpha")),
         key: "userA",
       });
       const text = await res.text();
@@ -280,7 +209,6 @@ Deno.test({
       args: ["--models-dir", dir, "--api-key", "user1", "--admin-api-key", "adm", "-c", "256", "-np", "1"],
       env: await isolatedEnv(),
     });
-    const as = (key: string) => ({ Authorization: `Bearer ${key}`, "Content-Type": "application/json" });
     const management = [
       ["POST", "/models/load", { model: "beta" }],
       ["POST", "/models/unload", { model: "alpha" }],
@@ -289,22 +217,22 @@ Deno.test({
       ["GET", "/models?reload=1", undefined],
     ] as const;
     try {
-      const res = await fetch(gw.url + "/v1/chat/completions", {
+      const res = await fetchWith(gw, "/v1/chat/completions", {
         method: "POST",
-        headers: as("user1"),
-        body: JSON.stringify(chat("alpha")),
+        key: "user1",
+        body: JSON.stringify(chatBody("alpha")),
       });
       assertEquals(res.status, 200, "user1 can chat (and autoload)");
       await res.body?.cancel();
-      assertEquals((await fetch(gw.url + "/models", { headers: as("user1") })).status, 200, "user1 can list");
+      assertEquals((await fetchWith(gw, "/models", { key: "user1" })).status, 200, "user1 can list");
 
       for (const [method, path, body] of management) {
-        const r = await fetch(gw.url + path, {
+        const r = await fetchWith(gw, path, {
           method,
-          headers: as("user1"),
+          key: "user1",
           body: body ? JSON.stringify(body) : undefined,
         });
-        await expectError(r, 403, "permission_error", `user1 ${method} ${path}`);
+        await expectError(r, 403, `user1 ${method} ${path}`, { type: "permission_error" });
       }
       assertEquals(
         gw.logs.filter((l) => /downloading|loading beta|models reloaded/.test(l)),
@@ -322,20 +250,20 @@ Deno.test({
         "/models?reload=1": 200,
       };
       for (const [method, path, body] of management) {
-        const r = await fetch(gw.url + path, {
+        const r = await fetchWith(gw, path, {
           method,
-          headers: as("adm"),
+          key: "adm",
           body: body ? JSON.stringify(body) : undefined,
         });
         const text = await r.text();
         assert(r.status !== 401 && r.status !== 403, `adm ${method} ${path}: ${r.status} ${text}`);
         assertEquals(r.status, expected[path], `adm ${method} ${path}: ${text}`);
-        if (r.status !== 200) assertErrorBody(JSON.parse(text), r.status, undefined, `adm ${method} ${path}`);
+        if (r.status !== 200) assertErrorBody(JSON.parse(text), r.status, `adm ${method} ${path}`);
       }
-      const chatAdm = await fetch(gw.url + "/v1/chat/completions", {
+      const chatAdm = await fetchWith(gw, "/v1/chat/completions", {
         method: "POST",
-        headers: as("adm"),
-        body: JSON.stringify(chat("beta")),
+        key: "adm",
+        body: JSON.stringify(chatBody("beta")),
       });
       assertEquals(chatAdm.status, 200, "the admin key also infers");
       await chatAdm.body?.cancel();
@@ -359,70 +287,67 @@ Deno.test({
       args: ["--models-dir", dir, "--api-key-file", keyFile, "-c", "256", "-np", "1"],
       env: await isolatedEnv(),
     });
-    const as = (key: string) => ({ Authorization: `Bearer ${key}`, "Content-Type": "application/json" });
     try {
-      const ok = await fetch(gw.url + "/v1/chat/completions", {
+      const ok = await fetchWith(gw, "/v1/chat/completions", {
         method: "POST",
-        headers: as("userA"),
-        body: JSON.stringify(chat("alpha")),
+        key: "userA",
+        body: JSON.stringify(chatBody("alpha")),
       });
       assertEquals(ok.status, 200);
       await ok.body?.cancel();
       for (const path of ["/v1/models", "/models"]) {
-        const list = await (await fetch(gw.url + path, { headers: as("userA") })).json();
+        const list = await (await fetchWith(gw, path, { key: "userA" })).json();
         assertEquals(list.data.map((m: { id: string }) => m.id), ["alpha"], `${path} for userA`);
       }
-      const all = await (await fetch(gw.url + "/v1/models", { headers: as("userB") })).json();
+      const all = await (await fetchWith(gw, "/v1/models", { key: "userB" })).json();
       assertEquals(all.data.map((m: { id: string }) => m.id), ["alpha", "beta"], "userB sees every model");
 
       await expectError(
-        await fetch(gw.url + "/v1/chat/completions", {
+        await fetchWith(gw, "/v1/chat/completions", {
           method: "POST",
-          headers: as("userA"),
-          body: JSON.stringify(chat("beta")),
+          key: "userA",
+          body: JSON.stringify(chatBody("beta")),
         }),
         403,
-        "permission_error",
         "userA chat beta",
+        { type: "permission_error" },
       );
       await expectError(
-        await fetch(gw.url + "/tokenize", {
+        await fetchWith(gw, "/tokenize", {
           method: "POST",
-          headers: as("userA"),
+          key: "userA",
           body: JSON.stringify({ model: "beta", content: "x" }),
         }),
         403,
-        "permission_error",
         "userA tokenize beta",
+        { type: "permission_error" },
       );
       await expectError(
-        await fetch(gw.url + "/props?model=beta", { headers: as("userA") }),
+        await fetchWith(gw, "/props?model=beta", { key: "userA" }),
         403,
-        "permission_error",
         "userA GET /props?model=beta",
+        { type: "permission_error" },
       );
       await expectError(
-        await fetch(gw.url + "/models/load", {
+        await fetchWith(gw, "/models/load", {
           method: "POST",
-          headers: as("userA"),
+          key: "userA",
           body: JSON.stringify({ model: "beta" }),
         }),
         403,
-        "permission_error",
         "userA load beta",
+        { type: "permission_error" },
       );
       await expectError(
-        await fetch(gw.url + "/models/logs?model=beta", { headers: as("userA") }),
+        await fetchWith(gw, "/models/logs?model=beta", { key: "userA" }),
         403,
-        "permission_error",
         "userA logs of beta",
+        { type: "permission_error" },
       );
-      assertEquals(
-        (await getJson(gw, "/models", as("userB"))).data.find((m: { id: string }) => m.id === "beta").status
-          .value,
-        "unloaded",
-        "beta was never loaded for userA",
+      const beta = (await getJson(gw, "/models", bearer("userB"))).data.find((m: { id: string }) =>
+        m.id === "beta"
       );
+      assertEquals(beta.status.value, "unloaded", "beta was never loaded for userA");
     } finally {
       await stopAndCheck(gw);
       await Deno.remove(dir, { recursive: true });
@@ -506,30 +431,27 @@ Deno.test({
     const busy = new AbortController();
     try {
       // a is busy with a long stream: it cannot be evicted, so b must wait for room
-      const stream = await fetch(gw.url + "/v1/chat/completions", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(chat("a", { max_tokens: 4000, ignore_eos: true, stream: true })),
-        signal: busy.signal,
-      });
+      const stream = await postJsonWith(
+        gw,
+        "/v1/chat/completions",
+        chatBody("a", { max_tokens: 4000, ignore_eos: true, stream: true }),
+        { signal: busy.signal },
+      );
       assertEquals(stream.status, 200);
       const reader = stream.body!.getReader();
       await reader.read();
 
-      const waiting = fetch(gw.url + "/tokenize", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ model: "b", content: "x" }),
+      const waiting = postJsonWith(gw, "/tokenize", { model: "b", content: "x" }, {
         signal: AbortSignal.timeout(60_000),
       });
-      await waitUntil(
-        "one request queued for b",
+      await waitFor(
         async () => (await getJson(gw, "/props")).switchyard?.queue === 1,
         5_000,
+        "one request queued for b",
       );
       const refused = await postJson(gw, "/tokenize", { model: "b", content: "x" });
       assertEquals(refused.headers.get("retry-after"), "1");
-      await expectError(refused, 503, "unavailable_error", "second request for b");
+      await expectError(refused, 503, "second request for b", { type: "unavailable_error" });
 
       busy.abort();
       await reader.cancel().catch(() => {});
@@ -565,27 +487,19 @@ Deno.test({
       const args: string[] = (await getJson(gw, "/models")).data[0].status.args;
       const port = Number(args[args.lastIndexOf("--port") + 1]);
       assert(port > 0, `engine port from status.args: ${args.join(" ")}`);
-      const direct = await fetch(`http://127.0.0.1:${port}/completion`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(long),
-        signal: AbortSignal.timeout(2_500),
-      }).then((r) => `answered ${r.status}`, (err) => (err as Error).name);
+      const engine = { url: `http://127.0.0.1:${port}` };
+      const direct = await postJsonWith(engine, "/completion", long, { signal: AbortSignal.timeout(2_500) })
+        .then((r) => `answered ${r.status}`, (err) => (err as Error).name);
       assertEquals(direct, "TimeoutError", "the long generation takes more than 2.5 s on the engine itself");
 
       const started = performance.now();
-      const res = await fetch(gw.url + "/completion", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(long),
-        signal: AbortSignal.timeout(30_000),
-      });
+      const res = await postJsonWith(gw, "/completion", long, { signal: AbortSignal.timeout(30_000) });
       const text = await res.text();
       const elapsed = performance.now() - started;
       assert(elapsed < 5_000, `ended after ${Math.round(elapsed)} ms`);
       assert(elapsed >= 1_900, `ended after ${Math.round(elapsed)} ms, before the timeout`);
       assert(res.status >= 500, `status ${res.status}: ${text.slice(0, 200)}`);
-      assertErrorBody(JSON.parse(text), res.status, undefined, "timed out request");
+      assertErrorBody(JSON.parse(text), res.status, "timed out request");
       assertMatch(JSON.parse(text).error.message, /timed out/);
       // the engine is still usable afterwards
       const after = await postJson(gw, "/tokenize", { model: "alpha", content: "x" });

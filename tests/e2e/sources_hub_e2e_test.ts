@@ -10,10 +10,11 @@ import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { startGateway, type TestGateway } from "../helpers/gateway.ts";
 import { engineAvailable, getJson, type HasUrl, postJson, waitForStatus } from "../helpers/http.ts";
+import { engineBinPath, startEngine } from "../helpers/llama_server.ts";
 import { addToHfCache, liveEngines } from "../helpers/models.ts";
+import { chatBody } from "../helpers/openai.ts";
 import { FAKE_HUB_TOKEN, type FakeHub, type FakeRepo, startFakeHub } from "../fixtures/fake_hub.ts";
 import { tinyLlamaGguf } from "../fixtures/gguf.ts";
-import { engineCacheDir } from "../../runners/engine.ts";
 
 const skip = await engineAvailable();
 
@@ -71,11 +72,7 @@ function hubEnv(hub: FakeHub, cache: string, token?: string): Record<string, str
 }
 
 function chat(gw: HasUrl, model: string): Promise<Response> {
-  return postJson(gw, "/v1/chat/completions", {
-    model,
-    messages: [{ role: "user", content: "hi" }],
-    max_tokens: 4,
-  });
+  return postJson(gw, "/v1/chat/completions", chatBody(model));
 }
 
 /** A chat request that must succeed; returns its body. */
@@ -214,18 +211,6 @@ class SseFeed {
     this.#abort.abort();
     await this.#done;
   }
-}
-
-function engineBin(): string {
-  const env = Deno.env.toObject();
-  return env.LLAMA_SERVER_BIN ?? join(engineCacheDir(env), "build", "bin", "llama-server");
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 /** No engine of ours outlives its gateway (another engineer's llama-server may run on this machine). */
@@ -464,50 +449,19 @@ Deno.test({
       await t.step(
         "the real `llama-server -hf ... --offline` serves what Switchyard downloaded",
         async () => {
-          const port = freePort();
-          const child = new Deno.Command(engineBin(), {
-            args: [
-              "-hf",
-              `${TINY}:Q8_0`,
-              "--offline",
-              "--host",
-              "127.0.0.1",
-              "--port",
-              String(port),
-              "-c",
-              "512",
-            ],
-            env: { LLAMA_CACHE: cache, HF_ENDPOINT: hub.url, MODEL_ENDPOINT: hub.url },
-            stdin: "null",
-            stdout: "piped",
-            stderr: "piped",
-          }).spawn();
-          const out = child.output();
           const before = hub.requests.length;
+          const engine = await startEngine(
+            engineBinPath(),
+            ["-hf", `${TINY}:Q8_0`, "--offline", "-c", "512"],
+            {
+              env: { LLAMA_CACHE: cache, HF_ENDPOINT: hub.url, MODEL_ENDPOINT: hub.url },
+              timeoutMs: 30_000,
+            },
+          );
           try {
-            let healthy = false;
-            const deadline = Date.now() + 30_000;
-            while (!healthy && Date.now() < deadline) {
-              try {
-                const res = await fetch(`http://127.0.0.1:${port}/health`);
-                healthy = res.status === 200;
-                await res.body?.cancel();
-              } catch { /* not listening yet */ }
-              if (!healthy) await new Promise((r) => setTimeout(r, 200));
-            }
-            if (!healthy) {
-              child.kill("SIGKILL");
-              const o = await out;
-              throw new Error(
-                `llama-server -hf did not get healthy:\n${new TextDecoder().decode(o.stderr).slice(-3000)}`,
-              );
-            }
             assertEquals(hub.requests.length, before, "--offline: llama-server did not contact the hub");
           } finally {
-            try {
-              child.kill("SIGKILL");
-            } catch { /* already gone */ }
-            await out;
+            await engine.stop();
           }
         },
       );

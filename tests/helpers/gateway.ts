@@ -2,7 +2,11 @@
  * Starts a real Switchyard gateway (`main.ts` in its own Deno process) for end-to-end tests, and
  * stops it without leaving a process behind.
  */
+import { join } from "node:path";
 import { forEachLine } from "../../runners/lines.ts";
+import { assertEquals } from "./assert.ts";
+import { enginesOf, processesWith } from "./processes.ts";
+import { waitFor } from "./wait.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -28,16 +32,31 @@ export interface StartOptions {
   echo?: boolean;
 }
 
-export async function startGateway(opts: StartOptions): Promise<TestGateway> {
-  const args = opts.args.includes("--port") ? opts.args : [...opts.args, "--port", "0"];
-  const child = new Deno.Command(Deno.execPath(), {
+/** `main.ts` with these arguments, in its own Deno process, its output piped. */
+function mainCommand(args: string[], env: Record<string, string> = {}, extra: Deno.CommandOptions = {}) {
+  return new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", MAIN, ...args],
-    env: { NO_COLOR: "1", ...opts.env },
-    cwd: opts.cwd,
+    env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).spawn();
+    ...extra,
+  });
+}
+
+/** Runs `main.ts` to completion (60 s at most) and returns its exit code and its whole output. */
+export async function runMain(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string }> {
+  const out = await mainCommand(args, env, { signal: AbortSignal.timeout(60_000) }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  return { code: out.code, out: text };
+}
+
+export async function startGateway(opts: StartOptions): Promise<TestGateway> {
+  const args = opts.args.includes("--port") ? opts.args : [...opts.args, "--port", "0"];
+  const child = mainCommand(args, opts.env, { cwd: opts.cwd }).spawn();
   const logs: string[] = [];
   const watchers = new Set<(line: string) => void>();
   const onLine = (line: string) => {
@@ -112,4 +131,46 @@ export async function startGateway(opts: StartOptions): Promise<TestGateway> {
         return s.code;
       })(),
   };
+}
+
+/**
+ * Stops the gateway (exit 0 expected) and checks that it left no engine behind, nor any process whose
+ * command line contains `marker`, if given.
+ */
+export async function stopAndCheck(gw: TestGateway, marker?: string): Promise<void> {
+  // Let start-up finish first: signal handlers came only after the "listening" line once (see the
+  // SIGTERM test in reliability_test.ts).
+  await fetch(gw.url + "/health").then((r) => r.body?.cancel()).catch(() => {});
+  const code = await gw.stop();
+  assertEquals(code, 0, `gateway exit code; log tail:\n${gw.logs.slice(-20).join("\n")}`);
+  await waitFor(() => enginesOf(gw.pid).length === 0, 5_000, "no engine left");
+  if (marker) await waitFor(() => processesWith(marker).length === 0, 5_000, `no process with ${marker}`);
+}
+
+/**
+ * The environment of a test's gateway: a fresh empty HF cache, no hub but a closed local port, and
+ * `extra`.
+ */
+export async function isolatedEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  return {
+    LLAMA_CACHE: await Deno.makeTempDir({ prefix: "switchyard-e2e-cache-" }),
+    HF_ENDPOINT: "http://127.0.0.1:9",
+    ...extra,
+  };
+}
+
+/**
+ * A fake `--server-bin` named `llama-server` in `dir` (a new temp dir when not given): it answers
+ * `--version` as llama-server does and runs the shell `body` otherwise.
+ */
+export async function fakeServerBin(body: string, dir?: string): Promise<{ dir: string; bin: string }> {
+  dir ??= await Deno.makeTempDir({ prefix: "switchyard-fake-bin-" });
+  const bin = join(dir, "llama-server");
+  // The gateway parses "(build N, commit H)"; "version: 1 (abc1234)" is refused.
+  await Deno.writeTextFile(
+    bin,
+    `#!/bin/sh\nif [ "$1" = "--version" ]; then echo "version: 0.0.1 (build 1, commit abc1234)"; exit 0; fi\n${body}\n`,
+  );
+  await Deno.chmod(bin, 0o755);
+  return { dir, bin };
 }
