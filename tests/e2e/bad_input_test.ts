@@ -6,8 +6,7 @@
  */
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
-import { makeModelsDir } from "../helpers/models.ts";
-import { fakeServerBin, isolatedEnv, runMain, startGateway, stopAndCheck } from "../helpers/gateway.ts";
+import { fakeServerBin, runMain, withGateway } from "../helpers/gateway.ts";
 import { engineAvailable, getJson, postJson } from "../helpers/http.ts";
 import { assertErrorBody, chatBody } from "../helpers/openai.ts";
 
@@ -27,6 +26,7 @@ interface Row {
 }
 
 const json = { "Content-Type": "application/json" };
+const FORM = "application/x-www-form-urlencoded";
 const chat = (model: unknown) => chatBody(model, { max_tokens: 2 });
 
 const HOSTILE_NAMES: [string, string][] = [
@@ -176,34 +176,23 @@ function rows(): Row[] {
       status: 413,
     },
     // --- content types: the body is JSON whatever the header says, except multipart
-    {
-      name: "multipart Content-Type, JSON body",
-      path: "/v1/chat/completions",
-      body: chat("alpha"),
-      headers: { "Content-Type": "multipart/form-data; boundary=xyz" },
+    ...([
+      [
+        "multipart Content-Type, JSON body",
+        "/v1/chat/completions",
+        chat("alpha"),
+        "multipart/form-data; boundary=xyz",
+      ],
+      ["form Content-Type, form body", "/v1/chat/completions", "model=alpha&messages=hi", FORM],
+      ["text/plain Content-Type, unknown model", "/v1/chat/completions", chat("nope"), "text/plain"],
+      ["form Content-Type on /models/load", "/models/load", "model=alpha", FORM],
+    ] as const).map(([name, path, body, type]): Row => ({
+      name,
+      path,
+      body,
+      headers: { "Content-Type": type },
       status: 400,
-    },
-    {
-      name: "form Content-Type, form body",
-      path: "/v1/chat/completions",
-      body: "model=alpha&messages=hi",
-      headers: { "Content-Type": "application/x-www-form-urlencoded" },
-      status: 400,
-    },
-    {
-      name: "text/plain Content-Type, unknown model",
-      path: "/v1/chat/completions",
-      body: chat("nope"),
-      headers: { "Content-Type": "text/plain" },
-      status: 400,
-    },
-    {
-      name: "form Content-Type on /models/load",
-      path: "/models/load",
-      body: "model=alpha",
-      headers: { "Content-Type": "application/x-www-form-urlencoded" },
-      status: 400,
-    },
+    })),
     // --- unknown paths and methods
     { name: "unknown path", method: "GET", path: "/no/such/path", status: 404 },
     { name: "unknown POST path", path: "/v1/no-such-endpoint", body: chat("alpha"), status: 404 },
@@ -229,13 +218,8 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
-    const dir = await makeModelsDir(["alpha", "beta"]);
-    const env = await isolatedEnv();
-    const gw = await startGateway({
-      args: ["--models-dir", dir, "--body-limit", String(BODY_LIMIT), "--offline", "-c", "256", "-np", "1"],
-      env,
-    });
-    try {
+    const args = ["--body-limit", String(BODY_LIMIT), "--offline", "-c", "256", "-np", "1"];
+    await withGateway(["alpha", "beta"], { args }, async (gw) => {
       const table = rows();
       const failures: string[] = [];
       for (const row of table) {
@@ -310,11 +294,7 @@ Deno.test({
         const beta = (await getJson(gw, "/models")).data.find((m: { id: string }) => m.id === "beta");
         assertEquals(beta.status.value, "unloaded", "no ?autoload value but true/1 loaded beta");
       });
-    } finally {
-      await stopAndCheck(gw);
-      await Deno.remove(dir, { recursive: true });
-      await Deno.remove(env.LLAMA_CACHE, { recursive: true });
-    }
+    });
   },
 });
 

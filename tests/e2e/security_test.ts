@@ -4,8 +4,7 @@
  */
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
-import { makeModelsDir } from "../helpers/models.ts";
-import { isolatedEnv, startGateway, stopAndCheck, type TestGateway } from "../helpers/gateway.ts";
+import { type TestGateway, withGateway } from "../helpers/gateway.ts";
 import { engineAvailable, getJson, postJson, postJsonWith } from "../helpers/http.ts";
 import { assertErrorBody, chatBody, expectError } from "../helpers/openai.ts";
 import { cmdlineOf, gatewayEngineOf, readProc } from "../helpers/processes.ts";
@@ -16,18 +15,37 @@ const base = { ignore: !!skip, sanitizeResources: false, sanitizeOps: false };
 
 // ---- helpers -----------------------------------------------------------------------------------------
 
-/** `fetch` with `key` sent as a Bearer token (or as X-Api-Key), and a JSON Content-Type for a body. */
-function fetchWith(gw: TestGateway, path: string, init: RequestInit & { key?: string; header?: string }) {
+type Init = RequestInit & { key?: string; header?: string; json?: unknown };
+
+/**
+ * `fetch` with `key` sent as a Bearer token (or as X-Api-Key), `json` as the body, and a JSON
+ * Content-Type for a body.
+ */
+function fetchWith(gw: TestGateway, path: string, init: Init) {
   const headers = new Headers(init.headers);
   if (init.key !== undefined) {
     if (init.header === "x-api-key") headers.set("X-Api-Key", init.key);
     else headers.set("Authorization", `Bearer ${init.key}`);
   }
-  if (init.body && !headers.has("Content-Type")) headers.set("Content-Type", "application/json");
-  return fetch(gw.url + path, { ...init, headers });
+  const body = init.json === undefined ? init.body : JSON.stringify(init.json);
+  if (body && !headers.has("Content-Type")) headers.set("Content-Type", "application/json");
+  return fetch(gw.url + path, { ...init, headers, body });
+}
+
+/** Asserts that the gateway refuses this request: 401 authentication_error or 403 permission_error. */
+async function expectRefused(gw: TestGateway, status: 401 | 403, context: string, path: string, init: Init) {
+  const type = status === 401 ? "authentication_error" : "permission_error";
+  await expectError(await fetchWith(gw, path, init), status, context, { type });
 }
 
 const bearer = (key: string) => ({ Authorization: `Bearer ${key}` });
+
+/** Writes `<dir>/keys.txt` (an `--api-key-file`) and returns its path. */
+async function writeKeyFile(dir: string, text: string): Promise<string> {
+  const keyFile = join(dir, "keys.txt");
+  await Deno.writeTextFile(keyFile, text);
+  return keyFile;
+}
 
 // ---- 1. API keys -------------------------------------------------------------------------------------
 
@@ -40,99 +58,68 @@ Deno.test({
   ...base,
   name:
     "--api-key k1,k2: 401 without or with a wrong key, both keys work, /health is public, no key reaches the engine",
-  async fn() {
-    const dir = await makeModelsDir(["alpha"]);
-    const gw = await startGateway({
-      args: ["--models-dir", dir, "--api-key", `${KEY1},${KEY2}`, "-c", "256", "-np", "1"],
-      env: await isolatedEnv(),
-    });
-    try {
-      await expectError(await fetchWith(gw, "/v1/models", {}), 401, "no key", {
-        type: "authentication_error",
-      });
-      await expectError(await fetchWith(gw, "/v1/models", { key: "sk-wrong" }), 401, "wrong key", {
-        type: "authentication_error",
-      });
-      await expectError(
-        await fetchWith(gw, "/v1/models", { key: "sk-wrong", header: "x-api-key" }),
-        401,
-        "wrong X-Api-Key",
-        { type: "authentication_error" },
-      );
-      await expectError(
-        await fetchWith(gw, "/v1/chat/completions", {
-          method: "POST",
-          body: JSON.stringify(chatBody("alpha")),
-        }),
-        401,
-        "chat without a key",
-        { type: "authentication_error" },
-      );
-      await expectError(
-        await fetchWith(gw, "/v1/models", { key: `${KEY1},${KEY2}` }),
-        401,
-        "the whole list is not a key",
-        { type: "authentication_error" },
-      );
-      assertEquals(await (await fetch(gw.url + "/health")).json(), { status: "ok" }, "/health is public");
-      assertEquals((await fetch(gw.url + "/v1/health")).status, 200, "/v1/health is public");
+  fn: () =>
+    withGateway(
+      ["alpha"],
+      { args: ["--api-key", `${KEY1},${KEY2}`, "-c", "256", "-np", "1"] },
+      async (gw, dir) => {
+        const unauthorized = [
+          ["no key", "/v1/models", {}],
+          ["wrong key", "/v1/models", { key: "sk-wrong" }],
+          ["wrong X-Api-Key", "/v1/models", { key: "sk-wrong", header: "x-api-key" }],
+          ["chat without a key", "/v1/chat/completions", { method: "POST", json: chatBody("alpha") }],
+          ["the whole list is not a key", "/v1/models", { key: `${KEY1},${KEY2}` }],
+        ] as const;
+        for (const [context, path, init] of unauthorized) await expectRefused(gw, 401, context, path, init);
+        assertEquals(await (await fetch(gw.url + "/health")).json(), { status: "ok" }, "/health is public");
+        assertEquals((await fetch(gw.url + "/v1/health")).status, 200, "/v1/health is public");
 
-      for (
-        const [key, header] of [[KEY1, "bearer"], [KEY2, "bearer"], [KEY1, "x-api-key"], [KEY2, "x-api-key"]]
-      ) {
-        const list = await fetchWith(gw, "/v1/models", { key, header });
-        assertEquals(list.status, 200, `${key} as ${header}`);
-        await list.body?.cancel();
-        const res = await fetchWith(gw, "/v1/chat/completions", {
-          method: "POST",
-          body: JSON.stringify(chatBody("alpha")),
-          key,
-          header,
-        });
-        assertEquals(res.status, 200, `chat with ${key} as ${header}`);
-        await res.body?.cancel();
-      }
+        const accepted = [[KEY1, "bearer"], [KEY2, "bearer"], [KEY1, "x-api-key"], [KEY2, "x-api-key"]];
+        for (const [key, header] of accepted) {
+          const list = await fetchWith(gw, "/v1/models", { key, header });
+          assertEquals(list.status, 200, `${key} as ${header}`);
+          await list.body?.cancel();
+          const res = await fetchWith(gw, "/v1/chat/completions", {
+            method: "POST",
+            json: chatBody("alpha"),
+            key,
+            header,
+          });
+          assertEquals(res.status, 200, `chat with ${key} as ${header}`);
+          await res.body?.cancel();
+        }
 
-      const entry = (await getJson(gw, "/models", bearer(KEY1))).data[0];
-      assertEquals(entry.status.value, "loaded");
-      const args = entry.status.args.join(" ");
-      assert(!args.includes(KEY1) && !args.includes(KEY2), `status.args holds a key: ${args}`);
-      assert(!args.includes("--api-key"), `status.args: ${args}`);
-      const pid = gatewayEngineOf(gw.pid, join(dir, "alpha.gguf"));
-      const cmdline = cmdlineOf(pid);
-      assert(cmdline.includes("--alias alpha"), cmdline);
-      assert(
-        !cmdline.includes(KEY1) && !cmdline.includes(KEY2),
-        `engine command line holds a key: ${cmdline}`,
-      );
-      const environ = readProc(pid, "environ");
-      assert(environ.length > 0, "the engine's environment is readable");
-      assert(!environ.includes(KEY1) && !environ.includes(KEY2), "engine environment holds a key");
-    } finally {
-      await stopAndCheck(gw);
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+        const entry = (await getJson(gw, "/models", bearer(KEY1))).data[0];
+        assertEquals(entry.status.value, "loaded");
+        const args = entry.status.args.join(" ");
+        assert(!args.includes(KEY1) && !args.includes(KEY2), `status.args holds a key: ${args}`);
+        assert(!args.includes("--api-key"), `status.args: ${args}`);
+        const pid = gatewayEngineOf(gw.pid, join(dir, "alpha.gguf"));
+        const cmdline = cmdlineOf(pid);
+        assert(cmdline.includes("--alias alpha"), cmdline);
+        assert(
+          !cmdline.includes(KEY1) && !cmdline.includes(KEY2),
+          `engine command line holds a key: ${cmdline}`,
+        );
+        const environ = readProc(pid, "environ");
+        assert(environ.length > 0, "the engine's environment is readable");
+        assert(!environ.includes(KEY1) && !environ.includes(KEY2), "engine environment holds a key");
+      },
+    ),
 });
 
 Deno.test({
   ...base,
   name: "LLAMA_API_KEY given to the gateway is enforced there and does not reach the engine's environment",
-  async fn() {
-    const dir = await makeModelsDir(["alpha"]);
-    const keyFile = join(dir, "keys.txt");
-    await Deno.writeTextFile(keyFile, `${FILE_KEY}\n`);
-    const gw = await startGateway({
-      args: ["--models-dir", dir, "--api-key-file", keyFile, "-c", "256", "-np", "1"],
-      env: await isolatedEnv({ LLAMA_API_KEY: ENV_KEY }),
-    });
-    try {
-      await expectError(await fetchWith(gw, "/v1/models", {}), 401, "no key", {
-        type: "authentication_error",
-      });
+  fn: () =>
+    withGateway(["alpha"], async (dir) => {
+      const keyFile = await writeKeyFile(dir, `${FILE_KEY}\n`);
+      return { args: ["--api-key-file", keyFile, "-c", "256", "-np", "1"], env: { LLAMA_API_KEY: ENV_KEY } };
+    }, async (gw, dir) => {
+      await expectRefused(gw, 401, "no key", "/v1/models", {});
       const res = await fetchWith(gw, "/v1/chat/completions", {
         method: "POST",
-        body: JSON.stringify(chatBody("alpha")),
+        json: chatBody("alpha"),
         key: ENV_KEY,
       });
       assertEquals(res.status, 200, "the env key works");
@@ -145,7 +132,7 @@ Deno.test({
       // file) is forwarded to an engine that only knows LLAMA_API_KEY, and the engine refuses it.
       const viaFile = await fetchWith(gw, "/v1/chat/completions", {
         method: "POST",
-        body: JSON.stringify(chatBody("alpha")),
+        json: chatBody("alpha"),
         key: FILE_KEY,
       });
       const viaFileText = await viaFile.text();
@@ -157,33 +144,23 @@ Deno.test({
         { leaked: [], fileKeyStatus: 200 },
         `LLAMA_API_KEY in the engine's environment; file key answer: ${viaFileText}`,
       );
-    } finally {
-      await stopAndCheck(gw);
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });
 
 Deno.test({
   ...base,
   name: "LLAMA_ARG_API_KEY_FILE (the env form of --api-key-file) works end to end",
-  async fn() {
-    const dir = await makeModelsDir(["alpha"]);
-    const keyFile = join(dir, "keys.txt");
-    await Deno.writeTextFile(keyFile, "userA models=alpha\n");
-    const gw = await startGateway({
-      args: ["--models-dir", dir, "-c", "256", "-np", "1"],
-      env: await isolatedEnv({ LLAMA_ARG_API_KEY_FILE: keyFile }),
-    });
-    try {
-      await expectError(await fetchWith(gw, "/v1/models", {}), 401, "no key", {
-        type: "authentication_error",
-      });
+  fn: () =>
+    withGateway(["alpha"], async (dir) => {
+      const keyFile = await writeKeyFile(dir, "userA models=alpha\n");
+      return { args: ["-c", "256", "-np", "1"], env: { LLAMA_ARG_API_KEY_FILE: keyFile } };
+    }, async (gw) => {
+      await expectRefused(gw, 401, "no key", "/v1/models", {});
       const list = await (await fetchWith(gw, "/v1/models", { key: "userA" })).json();
       assertEquals(list.data.map((m: { id: string }) => m.id), ["alpha"], "the gateway read the file");
       const res = await fetchWith(gw, "/v1/chat/completions", {
         method: "POST",
-        body: JSON.stringify(chatBody("alpha")),
+        json: chatBody("alpha"),
         key: "userA",
       });
       const text = await res.text();
@@ -191,11 +168,7 @@ Deno.test({
       // file as llama-server key lines (so its only key was "userA models=alpha") and answered 401
       // "Invalid API Key" to every request the gateway let through.
       assertEquals(res.status, 200, `chat with userA: ${text}`);
-    } finally {
-      await stopAndCheck(gw);
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });
 
 // ---- 2. admin keys -----------------------------------------------------------------------------------
@@ -203,36 +176,28 @@ Deno.test({
 Deno.test({
   ...base,
   name: "admin keys: a user key infers but gets 403 on model management; the admin key may do it all",
-  async fn() {
-    const dir = await makeModelsDir(["alpha", "beta"]);
-    const gw = await startGateway({
-      args: ["--models-dir", dir, "--api-key", "user1", "--admin-api-key", "adm", "-c", "256", "-np", "1"],
-      env: await isolatedEnv(),
-    });
-    const management = [
-      ["POST", "/models/load", { model: "beta" }],
-      ["POST", "/models/unload", { model: "alpha" }],
-      ["POST", "/models", { model: "ggml-org/some-model-GGUF" }],
-      ["DELETE", "/models?model=alpha", undefined],
-      ["GET", "/models?reload=1", undefined],
-    ] as const;
-    try {
+  fn: () =>
+    withGateway(["alpha", "beta"], {
+      args: ["--api-key", "user1", "--admin-api-key", "adm", "-c", "256", "-np", "1"],
+    }, async (gw) => {
+      const management = [
+        ["POST", "/models/load", { model: "beta" }],
+        ["POST", "/models/unload", { model: "alpha" }],
+        ["POST", "/models", { model: "ggml-org/some-model-GGUF" }],
+        ["DELETE", "/models?model=alpha", undefined],
+        ["GET", "/models?reload=1", undefined],
+      ] as const;
       const res = await fetchWith(gw, "/v1/chat/completions", {
         method: "POST",
         key: "user1",
-        body: JSON.stringify(chatBody("alpha")),
+        json: chatBody("alpha"),
       });
       assertEquals(res.status, 200, "user1 can chat (and autoload)");
       await res.body?.cancel();
       assertEquals((await fetchWith(gw, "/models", { key: "user1" })).status, 200, "user1 can list");
 
       for (const [method, path, body] of management) {
-        const r = await fetchWith(gw, path, {
-          method,
-          key: "user1",
-          body: body ? JSON.stringify(body) : undefined,
-        });
-        await expectError(r, 403, `user1 ${method} ${path}`, { type: "permission_error" });
+        await expectRefused(gw, 403, `user1 ${method} ${path}`, path, { method, key: "user1", json: body });
       }
       assertEquals(
         gw.logs.filter((l) => /downloading|loading beta|models reloaded/.test(l)),
@@ -250,11 +215,7 @@ Deno.test({
         "/models?reload=1": 200,
       };
       for (const [method, path, body] of management) {
-        const r = await fetchWith(gw, path, {
-          method,
-          key: "adm",
-          body: body ? JSON.stringify(body) : undefined,
-        });
+        const r = await fetchWith(gw, path, { method, key: "adm", json: body });
         const text = await r.text();
         assert(r.status !== 401 && r.status !== 403, `adm ${method} ${path}: ${r.status} ${text}`);
         assertEquals(r.status, expected[path], `adm ${method} ${path}: ${text}`);
@@ -263,15 +224,11 @@ Deno.test({
       const chatAdm = await fetchWith(gw, "/v1/chat/completions", {
         method: "POST",
         key: "adm",
-        body: JSON.stringify(chatBody("beta")),
+        json: chatBody("beta"),
       });
       assertEquals(chatAdm.status, 200, "the admin key also infers");
       await chatAdm.body?.cancel();
-    } finally {
-      await stopAndCheck(gw);
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });
 
 // ---- 3. per-key model lists --------------------------------------------------------------------------
@@ -279,19 +236,15 @@ Deno.test({
 Deno.test({
   ...base,
   name: "--api-key-file 'userA models=alpha': userA uses and sees only alpha, gets 403 for beta",
-  async fn() {
-    const dir = await makeModelsDir(["alpha", "beta"]);
-    const keyFile = join(dir, "keys.txt");
-    await Deno.writeTextFile(keyFile, "# team keys\nuserA models=alpha\nuserB   # every model\n");
-    const gw = await startGateway({
-      args: ["--models-dir", dir, "--api-key-file", keyFile, "-c", "256", "-np", "1"],
-      env: await isolatedEnv(),
-    });
-    try {
+  fn: () =>
+    withGateway(["alpha", "beta"], async (dir) => {
+      const keyFile = await writeKeyFile(dir, "# team keys\nuserA models=alpha\nuserB   # every model\n");
+      return { args: ["--api-key-file", keyFile, "-c", "256", "-np", "1"] };
+    }, async (gw) => {
       const ok = await fetchWith(gw, "/v1/chat/completions", {
         method: "POST",
         key: "userA",
-        body: JSON.stringify(chatBody("alpha")),
+        json: chatBody("alpha"),
       });
       assertEquals(ok.status, 200);
       await ok.body?.cancel();
@@ -302,57 +255,20 @@ Deno.test({
       const all = await (await fetchWith(gw, "/v1/models", { key: "userB" })).json();
       assertEquals(all.data.map((m: { id: string }) => m.id), ["alpha", "beta"], "userB sees every model");
 
-      await expectError(
-        await fetchWith(gw, "/v1/chat/completions", {
-          method: "POST",
-          key: "userA",
-          body: JSON.stringify(chatBody("beta")),
-        }),
-        403,
-        "userA chat beta",
-        { type: "permission_error" },
-      );
-      await expectError(
-        await fetchWith(gw, "/tokenize", {
-          method: "POST",
-          key: "userA",
-          body: JSON.stringify({ model: "beta", content: "x" }),
-        }),
-        403,
-        "userA tokenize beta",
-        { type: "permission_error" },
-      );
-      await expectError(
-        await fetchWith(gw, "/props?model=beta", { key: "userA" }),
-        403,
-        "userA GET /props?model=beta",
-        { type: "permission_error" },
-      );
-      await expectError(
-        await fetchWith(gw, "/models/load", {
-          method: "POST",
-          key: "userA",
-          body: JSON.stringify({ model: "beta" }),
-        }),
-        403,
-        "userA load beta",
-        { type: "permission_error" },
-      );
-      await expectError(
-        await fetchWith(gw, "/models/logs?model=beta", { key: "userA" }),
-        403,
-        "userA logs of beta",
-        { type: "permission_error" },
-      );
-      const beta = (await getJson(gw, "/models", bearer("userB"))).data.find((m: { id: string }) =>
-        m.id === "beta"
-      );
+      const forbidden = [
+        ["userA chat beta", "/v1/chat/completions", { method: "POST", json: chatBody("beta") }],
+        ["userA tokenize beta", "/tokenize", { method: "POST", json: { model: "beta", content: "x" } }],
+        ["userA GET /props?model=beta", "/props?model=beta", {}],
+        ["userA load beta", "/models/load", { method: "POST", json: { model: "beta" } }],
+        ["userA logs of beta", "/models/logs?model=beta", {}],
+      ] as const;
+      for (const [context, path, init] of forbidden) {
+        await expectRefused(gw, 403, context, path, { ...init, key: "userA" });
+      }
+      const models = (await getJson(gw, "/models", bearer("userB"))).data;
+      const beta = models.find((m: { id: string }) => m.id === "beta");
       assertEquals(beta.status.value, "unloaded", "beta was never loaded for userA");
-    } finally {
-      await stopAndCheck(gw);
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });
 
 // ---- 4. bind address and CORS ------------------------------------------------------------------------
@@ -361,7 +277,6 @@ Deno.test({
   ...base,
   name: "the default bind is 127.0.0.1; CORS headers only for --cors-origins origins",
   async fn() {
-    const dir = await makeModelsDir(["alpha"]);
     const preflight = (gw: TestGateway, origin: string) =>
       fetch(gw.url + "/v1/chat/completions", {
         method: "OPTIONS",
@@ -371,8 +286,7 @@ Deno.test({
           "Access-Control-Request-Headers": "content-type,authorization",
         },
       });
-    const plain = await startGateway({ args: ["--models-dir", dir], env: await isolatedEnv() });
-    try {
+    await withGateway(["alpha"], {}, async (plain) => {
       assertMatch(await plain.waitForLog(/listening on/), /listening on http:\/\/127\.0\.0\.1:\d+$/);
       assertMatch(plain.url, /^http:\/\/127\.0\.0\.1:/);
       const res = await preflight(plain, "http://a.example");
@@ -381,15 +295,10 @@ Deno.test({
       const get = await fetch(plain.url + "/v1/models", { headers: { Origin: "http://a.example" } });
       await get.body?.cancel();
       assertEquals(get.headers.get("access-control-allow-origin"), null);
-    } finally {
-      await stopAndCheck(plain);
-    }
-
-    const gw = await startGateway({
-      args: ["--models-dir", dir, "--cors-origins", "http://a.example", "--api-key", KEY1],
-      env: await isolatedEnv(),
     });
-    try {
+
+    const cors = { args: ["--cors-origins", "http://a.example", "--api-key", KEY1] };
+    await withGateway(["alpha"], cors, async (gw) => {
       const allowed = await preflight(gw, "http://a.example");
       await allowed.body?.cancel();
       assert(allowed.status < 300, `preflight status ${allowed.status} (no key needed for OPTIONS)`);
@@ -410,10 +319,7 @@ Deno.test({
       await get.body?.cancel();
       assertEquals(get.status, 200);
       assertEquals(get.headers.get("access-control-allow-origin"), "http://a.example");
-    } finally {
-      await stopAndCheck(gw);
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -422,48 +328,46 @@ Deno.test({
 Deno.test({
   ...base,
   name: "--queue-max 1: with one request already waiting for a model, the next one gets 503 with Retry-After",
-  async fn() {
-    const dir = await makeModelsDir(["a", "b"]);
-    const gw = await startGateway({
-      args: ["--models-dir", dir, "--models-max", "1", "--queue-max", "1", "-c", "4096", "-np", "1"],
-      env: await isolatedEnv(),
-    });
-    const busy = new AbortController();
-    try {
-      // a is busy with a long stream: it cannot be evicted, so b must wait for room
-      const stream = await postJsonWith(
-        gw,
-        "/v1/chat/completions",
-        chatBody("a", { max_tokens: 4000, ignore_eos: true, stream: true }),
-        { signal: busy.signal },
-      );
-      assertEquals(stream.status, 200);
-      const reader = stream.body!.getReader();
-      await reader.read();
+  fn: () =>
+    withGateway(
+      ["a", "b"],
+      { args: ["--models-max", "1", "--queue-max", "1", "-c", "4096", "-np", "1"] },
+      async (gw) => {
+        const busy = new AbortController();
+        try {
+          // a is busy with a long stream: it cannot be evicted, so b must wait for room
+          const stream = await postJsonWith(
+            gw,
+            "/v1/chat/completions",
+            chatBody("a", { max_tokens: 4000, ignore_eos: true, stream: true }),
+            { signal: busy.signal },
+          );
+          assertEquals(stream.status, 200);
+          const reader = stream.body!.getReader();
+          await reader.read();
 
-      const waiting = postJsonWith(gw, "/tokenize", { model: "b", content: "x" }, {
-        signal: AbortSignal.timeout(60_000),
-      });
-      await waitFor(
-        async () => (await getJson(gw, "/props")).switchyard?.queue === 1,
-        5_000,
-        "one request queued for b",
-      );
-      const refused = await postJson(gw, "/tokenize", { model: "b", content: "x" });
-      assertEquals(refused.headers.get("retry-after"), "1");
-      await expectError(refused, 503, "second request for b", { type: "unavailable_error" });
+          const waiting = postJsonWith(gw, "/tokenize", { model: "b", content: "x" }, {
+            signal: AbortSignal.timeout(60_000),
+          });
+          await waitFor(
+            async () => (await getJson(gw, "/props")).switchyard?.queue === 1,
+            5_000,
+            "one request queued for b",
+          );
+          const refused = await postJson(gw, "/tokenize", { model: "b", content: "x" });
+          assertEquals(refused.headers.get("retry-after"), "1");
+          await expectError(refused, 503, "second request for b", { type: "unavailable_error" });
 
-      busy.abort();
-      await reader.cancel().catch(() => {});
-      const served = await waiting;
-      assertEquals(served.status, 200, "the waiting request is served once a is released");
-      assert((await served.json()).tokens.length > 0);
-    } finally {
-      busy.abort();
-      await stopAndCheck(gw);
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+          busy.abort();
+          await reader.cancel().catch(() => {});
+          const served = await waiting;
+          assertEquals(served.status, 200, "the waiting request is served once a is released");
+          assert((await served.json()).tokens.length > 0);
+        } finally {
+          busy.abort();
+        }
+      },
+    ),
 });
 
 // ---- 6. --timeout ------------------------------------------------------------------------------------
@@ -471,14 +375,9 @@ Deno.test({
 Deno.test({
   ...base,
   name: "--timeout 2: a long non-streaming generation ends with an error within ~5 s",
-  async fn() {
-    const dir = await makeModelsDir(["alpha"]);
-    const long = { model: "alpha", prompt: "hi", n_predict: 100000, ignore_eos: true };
-    const gw = await startGateway({
-      args: ["--models-dir", dir, "--timeout", "2", "-c", "4096", "-np", "1"],
-      env: await isolatedEnv(),
-    });
-    try {
+  fn: () =>
+    withGateway(["alpha"], { args: ["--timeout", "2", "-c", "4096", "-np", "1"] }, async (gw) => {
+      const long = { model: "alpha", prompt: "hi", n_predict: 100000, ignore_eos: true };
       // the same request sent straight to the engine really takes longer than 2 s (it is not answered
       // within 2.5 s), so what ends the request through the gateway is --timeout
       const load = await postJson(gw, "/tokenize", { model: "alpha", content: "x" });
@@ -505,9 +404,5 @@ Deno.test({
       const after = await postJson(gw, "/tokenize", { model: "alpha", content: "x" });
       assertEquals(after.status, 200);
       await after.body?.cancel();
-    } finally {
-      await stopAndCheck(gw);
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });

@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import { forEachLine } from "../../runners/lines.ts";
 import { assertEquals } from "./assert.ts";
+import { makeModelsDir } from "./models.ts";
 import { enginesOf, processesWith } from "./processes.ts";
 import { waitFor } from "./wait.ts";
 
@@ -145,6 +146,42 @@ export async function stopAndCheck(gw: TestGateway, marker?: string): Promise<vo
   assertEquals(code, 0, `gateway exit code; log tail:\n${gw.logs.slice(-20).join("\n")}`);
   await waitFor(() => enginesOf(gw.pid).length === 0, 5_000, "no engine left");
   if (marker) await waitFor(() => processesWith(marker).length === 0, 5_000, `no process with ${marker}`);
+}
+
+/** How `withGateway` starts a gateway on its models dir. */
+export interface GatewaySetup {
+  /** the arguments after `--models-dir <dir>` */
+  args?: string[];
+  /** on top of `isolatedEnv()` */
+  env?: Record<string, string>;
+  /** passed to `stopAndCheck`: no process with this in its command line may be left */
+  marker?: string;
+}
+
+/**
+ * Runs `fn` against a gateway started on a fresh `--models-dir` of tiny models named `models`, in an
+ * isolated environment; then stops it with `stopAndCheck` and removes the dir and the cache. `setup`
+ * may be a function of the dir (to write a preset or a key file into it first).
+ */
+export async function withGateway(
+  models: string[],
+  setup: GatewaySetup | ((dir: string) => GatewaySetup | Promise<GatewaySetup>),
+  fn: (gw: TestGateway, dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await makeModelsDir(models);
+  const env = await isolatedEnv();
+  try {
+    const { args = [], env: extra, marker } = typeof setup === "function" ? await setup(dir) : setup;
+    const gw = await startGateway({ args: ["--models-dir", dir, ...args], env: { ...env, ...extra } });
+    try {
+      await fn(gw, dir);
+    } finally {
+      await stopAndCheck(gw, marker);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(env.LLAMA_CACHE, { recursive: true });
+  }
 }
 
 /**
