@@ -37,5 +37,7 @@ export type RunnerMessage =
   | { type: "sleeping" }
   /** one line of engine output (stdout or stderr) */
   | { type: "log"; line: string }
+  /** several lines of engine output at once: a busy engine logs per request, and one message per line costs */
+  | { type: "logs"; lines: string[] }
   /** the engine is gone; the runner exits right after sending this */
   | { type: "exit"; code: number; signal: string | null };

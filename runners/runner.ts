@@ -18,6 +18,8 @@ const PORT_RETRIES = 3;
 const REAP_WAIT_MS = 2_000;
 /** A SIGTERM to the runner itself gets the engine this long to stop gracefully. */
 const SIGTERM_STOP_MS = 5_000;
+/** Engine log lines are sent in batches at most this often; any other message flushes them first. */
+const LOG_BATCH_MS = 25;
 
 /** Binds port 0 on loopback, reads the port the kernel chose, and lets it go for the engine to take. */
 export function pickLoopbackPort(): number {
@@ -35,7 +37,30 @@ class Runner {
   #killAt = Infinity;
   #gatewayGone = false;
 
+  #pendingLogs: string[] = [];
+  #logTimer: ReturnType<typeof setTimeout> | undefined;
+
   send(message: RunnerMessage): void {
+    if (this.#gatewayGone) return;
+    if (message.type === "log") {
+      this.#pendingLogs.push(message.line);
+      this.#logTimer ??= setTimeout(() => this.#flushLogs(), LOG_BATCH_MS);
+      return;
+    }
+    this.#flushLogs();
+    this.#write(message);
+  }
+
+  #flushLogs(): void {
+    clearTimeout(this.#logTimer);
+    this.#logTimer = undefined;
+    if (this.#pendingLogs.length === 0) return;
+    const lines = this.#pendingLogs;
+    this.#pendingLogs = [];
+    this.#write(lines.length === 1 ? { type: "log", line: lines[0] } : { type: "logs", lines });
+  }
+
+  #write(message: RunnerMessage): void {
     if (this.#gatewayGone) return;
     try {
       writeJsonLine(Deno.stdout, message);

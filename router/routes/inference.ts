@@ -70,41 +70,98 @@ async function proxy(
   touch: boolean,
 ): Promise<Response> {
   if (typeof model !== "string" || model === "") throw badRequest("model name is missing from the request");
-  const signal = AbortSignal.any([c.req.raw.signal, AbortSignal.timeout(deps.config.timeoutS * 1000)]);
-  const autoload = autoloadOf(c, deps);
   if (!isSafeModelName(model)) throw badRequest("invalid model name");
+  const deadline = new Deadline(c.req.raw.signal, deps.config.timeoutS * 1000);
+  try {
+    const name = await resolveModel(c, deps, model, deadline.signal);
+    return await proxyTo(c, deps, name, body, touch, deadline);
+  } catch (err) {
+    deadline.end();
+    throw err;
+  }
+}
+
+/** The model id to route to: a first request for an uncached hub model pulls it first. */
+async function resolveModel(
+  c: Context,
+  deps: GatewayDeps,
+  model: string,
+  signal: AbortSignal,
+): Promise<string> {
   let name = model;
   const known = deps.scheduler.find(name);
   // a download entry (in progress, or ended) is not a model yet: pull() joins or restarts the download
   const pulling = known?.state === "downloading" || known?.state === "downloaded";
-  if ((!known || pulling) && autoload && deps.downloads.canPull(name)) {
-    // a first request for an uncached hub model pulls it, then loads it
+  if ((!known || pulling) && autoloadOf(c, deps) && deps.downloads.canPull(name)) {
     requireAdmin(c, deps.config.adminKeysConfigured);
     requireModelAllowed(c, [name]);
     name = await abortable(deps.downloads.pull(name), signal);
   }
   const record = deps.scheduler.find(name);
   if (record) requireModelAllowed(c, [model, record.id, ...record.spec.aliases]);
+  return name;
+}
+
+async function proxyTo(
+  c: Context,
+  deps: GatewayDeps,
+  name: string,
+  body: ArrayBuffer | null,
+  touch: boolean,
+  deadline: Deadline,
+): Promise<Response> {
+  const { signal } = deadline;
   const url = new URL(c.req.url);
   // an engine that dies before answering costs the client nothing: the request is retried once on a fresh load
   for (let attempt = 0;; attempt++) {
-    const lease = await deps.scheduler.acquire(name, { autoload, signal, touch });
+    const held = await deps.scheduler.acquire(name, { autoload: autoloadOf(c, deps), signal, touch });
+    // the deadline ends with the lease: when the response body has been relayed, or the request failed
+    const lease = { ...held, release: () => (held.release(), deadline.end()) };
     try {
       if (deps.config.fakeTiming) await abortableSleep(FAKE_DELAY_MS, signal);
     } catch (err) {
-      lease.release();
+      held.release();
       throw err;
     }
     try {
       return await forward(c.req.raw, { lease, pathAndQuery: url.pathname + url.search, body, signal });
     } catch (err) {
       if (!(err instanceof UpstreamError)) throw err;
-      if (attempt === 0 && await deps.scheduler.engineGone(lease.modelId, lease.port, 3000)) {
-        deps.log(`${lease.modelId} died before answering a request; retrying it on a fresh load`);
+      if (attempt === 0 && await deps.scheduler.engineGone(held.modelId, held.port, 3000)) {
+        deps.log(`${held.modelId} died before answering a request; retrying it on a fresh load`);
         continue;
       }
       throw unavailable(err.message);
     }
+  }
+}
+
+/**
+ * Aborts when the client goes away or the request outlives --timeout. One timer per request, cleared
+ * as soon as the request ends: an `AbortSignal.timeout` per request would hold memory for the whole
+ * --timeout (an hour by default), long after the request is gone.
+ */
+class Deadline {
+  readonly #controller = new AbortController();
+  readonly #timer: ReturnType<typeof setTimeout>;
+  readonly #onClientGone: () => void;
+
+  constructor(readonly client: AbortSignal, timeoutMs: number) {
+    this.#timer = setTimeout(
+      () => this.#controller.abort(new DOMException("request timed out", "TimeoutError")),
+      timeoutMs,
+    );
+    this.#onClientGone = () => this.#controller.abort(client.reason);
+    client.addEventListener("abort", this.#onClientGone, { once: true });
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  end(): void {
+    clearTimeout(this.#timer);
+    this.client.removeEventListener("abort", this.#onClientGone);
   }
 }
 

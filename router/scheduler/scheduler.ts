@@ -440,10 +440,13 @@ export class Scheduler {
         record.args = this.argsOf(record);
         break;
       case "log":
+      case "logs": {
+        const lines = m.type === "log" ? [m.line] : m.lines;
         record.lastActivity = performance.now();
-        record.pushLog(m.line);
-        this.#opts.log?.(`[${record.id}] ${m.line}`);
+        for (const line of lines) record.pushLog(line);
+        this.#opts.log?.(lines.map((line) => `[${record.id}] ${line}`).join("\n"));
         return;
+      }
       case "progress": {
         record.lastActivity = performance.now();
         if (record.state === "sleeping") record.state = "loading";

@@ -56,7 +56,12 @@ export class RawRunner {
     this.#stdin = this.#child.stdin.getWriter();
     this.#stdin.closed.catch(() => {});
     this.drained = forEachLine(this.#child.stdout, (line) => {
-      this.messages.push({ at: performance.now(), message: JSON.parse(line) });
+      const message: RunnerMessage = JSON.parse(line);
+      const at = performance.now();
+      // a batch of log lines is recorded line by line, so tests can look for one line
+      if (message.type === "logs") {
+        for (const l of message.lines) this.messages.push({ at, message: { type: "log", line: l } });
+      } else this.messages.push({ at, message });
     });
     this.status = this.#child.status;
   }
