@@ -10,7 +10,14 @@ import { startGateway, type TestGateway } from "../helpers/gateway.ts";
 import { engineAvailable } from "../helpers/http.ts";
 import { makeModelsDir } from "../helpers/models.ts";
 import { assert, assertEquals, assertIncludes } from "./ui_assert.ts";
-import { artifactPath, hasChromium, launchBrowser, SKIP_MESSAGE } from "./ui_helpers.ts";
+import {
+  artifactPath,
+  hasChromium,
+  launchBrowser,
+  SKIP_MESSAGE,
+  waitAnswered,
+  waitState,
+} from "./ui_helpers.ts";
 
 const noBrowser = !hasChromium();
 if (noBrowser) console.error(`skipping the UI browser test: ${SKIP_MESSAGE}`);
@@ -36,24 +43,9 @@ const RECORDER = `
 
 const row = (page: Page, id: string) => page.locator(`.model-row:has(input[value="${id}"])`);
 
-// Page-side code is passed as strings: this file is type-checked without the DOM library.
-
-async function waitState(page: Page, id: string, state: string, timeout = 60_000) {
-  await page.waitForFunction(
-    `[...document.querySelectorAll(".model-row input")].find((i) => i.value === ${JSON.stringify(id)})
-      ?.closest(".model-row")?.dataset.state === ${JSON.stringify(state)}`,
-    undefined,
-    { timeout },
-  );
-}
-
 /** Waits until the last answer has finished streaming; returns its text. */
 async function lastAnswer(page: Page, timeout = 60_000): Promise<string> {
-  await page.waitForFunction(
-    `[...document.querySelectorAll("article.msg-assistant")].at(-1)?.classList.contains("is-pending") === false`,
-    undefined,
-    { timeout },
-  );
+  await waitAnswered(page, timeout);
   return await page.locator("article.msg-assistant").last().innerText();
 }
 

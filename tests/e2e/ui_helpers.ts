@@ -1,8 +1,8 @@
 /**
  * Helpers for the web UI browser tests: a headless Chromium launcher that skips cleanly when the
- * browser is not installed, and where screenshots go.
+ * browser is not installed, waits on the page, and where screenshots go.
  */
-import { type BrowserContext, chromium } from "playwright-core";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -49,4 +49,25 @@ export async function artifactPath(name: string): Promise<string> {
   const dir = new URL("../artifacts/", import.meta.url).pathname;
   await Deno.mkdir(dir, { recursive: true });
   return dir + name;
+}
+
+// Page-side code is passed as strings: the tests are type-checked without the DOM library.
+
+/** Waits until the model list shows model `id` in `state`. */
+export async function waitState(page: Page, id: string, state: string, timeout = 60_000): Promise<void> {
+  await page.waitForFunction(
+    `[...document.querySelectorAll(".model-row input")].find((i) => i.value === ${JSON.stringify(id)})
+      ?.closest(".model-row")?.dataset.state === ${JSON.stringify(state)}`,
+    undefined,
+    { timeout },
+  );
+}
+
+/** Waits until the last answer has finished streaming. */
+export async function waitAnswered(page: Page, timeout = 60_000): Promise<void> {
+  await page.waitForFunction(
+    `[...document.querySelectorAll("article.msg-assistant")].at(-1)?.classList.contains("is-pending") === false`,
+    undefined,
+    { timeout },
+  );
 }

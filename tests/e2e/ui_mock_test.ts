@@ -3,10 +3,16 @@
  * stage with real engines: the API key dialog, stopping a slow answer, download progress, deleting with
  * a confirmation, the safety of rendered model output, and keyboard use. Needs Chromium, not llama-server.
  */
-import type { Page } from "playwright-core";
 import { type MockApi, startMockApi } from "../fixtures/mock_api.ts";
 import { assert, assertEquals, assertIncludes } from "./ui_assert.ts";
-import { artifactPath, hasChromium, launchBrowser, SKIP_MESSAGE } from "./ui_helpers.ts";
+import {
+  artifactPath,
+  hasChromium,
+  launchBrowser,
+  SKIP_MESSAGE,
+  waitAnswered,
+  waitState,
+} from "./ui_helpers.ts";
 
 const noBrowser = !hasChromium();
 if (noBrowser) console.error(`skipping the UI mock test: ${SKIP_MESSAGE}`);
@@ -14,23 +20,8 @@ if (noBrowser) console.error(`skipping the UI mock test: ${SKIP_MESSAGE}`);
 const GEMMA = "ggml-org/gemma-3-1b-it-GGUF:Q4_K_M";
 const QWEN = "ggml-org/Qwen3-0.6B-GGUF:Q8_0";
 
-// Page-side code is passed as strings: this file is type-checked without the DOM library.
-async function waitState(page: Page, id: string, state: string, timeout = 15_000) {
-  await page.waitForFunction(
-    `[...document.querySelectorAll(".model-row input")].find((i) => i.value === ${JSON.stringify(id)})
-      ?.closest(".model-row")?.dataset.state === ${JSON.stringify(state)}`,
-    undefined,
-    { timeout },
-  );
-}
-
-async function answered(page: Page) {
-  await page.waitForFunction(
-    `[...document.querySelectorAll("article.msg-assistant")].at(-1)?.classList.contains("is-pending") === false`,
-    undefined,
-    { timeout: 15_000 },
-  );
-}
+/** The mock API answers at once: a wait on the page is over within this. */
+const QUICK = 15_000;
 
 Deno.test({
   name: "web UI on the mock API: key dialog, stop, markdown safety, download, delete, keyboard",
@@ -54,13 +45,13 @@ Deno.test({
         await page.press("#kd-input", "Enter");
         await dialog.waitFor({ state: "hidden" });
         await page.locator("#feed[data-state=live]").waitFor();
-        await waitState(page, GEMMA, "unloaded");
+        await waitState(page, GEMMA, "unloaded", QUICK);
         assertEquals(await page.evaluate<string>(`localStorage.getItem("switchyard.apiKey")`), "s3cret");
       });
 
       await t.step("every state is shown: ready, sleeping, not loaded", async () => {
-        await waitState(page, QWEN, "loaded");
-        await waitState(page, "sleepy-llama-3.2-1b", "sleeping");
+        await waitState(page, QWEN, "loaded", QUICK);
+        await waitState(page, "sleepy-llama-3.2-1b", "sleeping", QUICK);
         // only a loaded model is picked for a first visit
         assertEquals(await page.locator("#current-name").innerText(), "Qwen3-0.6B-GGUF:Q8_0");
       });
@@ -71,7 +62,7 @@ Deno.test({
         await page.locator("article.msg-assistant.is-pending .msg-body").waitFor();
         assertEquals(await page.getAttribute("#send", "aria-label"), "Stop the answer");
         await page.keyboard.press("Escape");
-        await answered(page);
+        await waitAnswered(page, QUICK);
         const last = page.locator("article.msg-assistant").last();
         assertEquals(await last.locator(".msg-flag").innerText(), "stopped");
         assert((await last.locator(".msg-body").innerText()).length > 0, "the partial answer was dropped");
@@ -80,7 +71,7 @@ Deno.test({
 
       await t.step("model output is rendered as markdown, never as HTML", async () => {
         await page.getByRole("button", { name: "Regenerate" }).click();
-        await answered(page);
+        await waitAnswered(page, QUICK);
         const body = page.locator("article.msg-assistant").last().locator(".msg-body");
         assertEquals(await body.locator("strong").first().innerText(), "streamed");
         assertEquals(await body.locator("pre code.language-ts").count(), 1);
@@ -101,7 +92,7 @@ Deno.test({
         assertEquals(await page.inputValue("#composer-input"), "line one\nline two");
         assertEquals(await page.locator("article.msg-user").count(), 1);
         await page.press("#composer-input", "Enter");
-        await answered(page);
+        await waitAnswered(page, QUICK);
         assertEquals(await page.locator("article.msg-user").last().innerText(), "line one\nline two");
       });
 
@@ -115,7 +106,7 @@ Deno.test({
         await page.getByRole("radio", { name: "broken-model" }).check({ force: true });
         await page.fill("#composer-input", "hello?");
         await page.press("#composer-input", "Enter");
-        await answered(page);
+        await waitAnswered(page, QUICK);
         const error = page.locator("article.msg-assistant").last().locator(".msg-error");
         assertEquals(
           await error.locator(".msg-error-title").innerText(),
@@ -123,7 +114,7 @@ Deno.test({
         );
         await error.locator(".msg-error-reason").waitFor();
         assertIncludes(await error.locator(".msg-error-reason").innerText(), "not within the file bounds");
-        await waitState(page, "broken-model", "failed");
+        await waitState(page, "broken-model", "failed", QUICK);
         await page.screenshot({ path: await artifactPath("ui-mock-3-failed.png") });
       });
 
@@ -135,7 +126,7 @@ Deno.test({
           await page.fill("#composer-input", "and now?");
           await page.press("#composer-input", "Enter");
           const body = (await request).postDataJSON();
-          await answered(page);
+          await waitAnswered(page, QUICK);
           const roles: string[] = body.messages.map((m: { role: string }) => m.role);
           assertEquals(roles, ["user", "assistant", "user", "assistant", "user"]);
           assertEquals(body.messages.at(-1).content, "hello?\n\nand now?");
@@ -150,14 +141,14 @@ Deno.test({
         assertEquals(await page.locator("#download-msg").getAttribute("data-kind"), "error");
         await page.fill("#download-name", "unsloth/Qwen3-4B-GGUF:q4_k_m");
         await page.press("#download-name", "Enter");
-        await waitState(page, "unsloth/Qwen3-4B-GGUF:q4_k_m", "downloading");
+        await waitState(page, "unsloth/Qwen3-4B-GGUF:q4_k_m", "downloading", QUICK);
         await page.waitForFunction(
           `[...document.querySelectorAll(".model-row progress")].some((p) => p.value > 0.2)`,
         );
         const row = page.locator(`.model-row:has(input[value="unsloth/Qwen3-4B-GGUF:q4_k_m"])`);
         assertIncludes(await row.locator(".model-detail").innerText(), " of 812 MB");
         await page.screenshot({ path: await artifactPath("ui-mock-4-download.png") });
-        await waitState(page, "unsloth/Qwen3-4B-GGUF:Q4_K_M", "unloaded");
+        await waitState(page, "unsloth/Qwen3-4B-GGUF:Q4_K_M", "unloaded", QUICK);
         assertEquals(await row.count(), 0);
       });
 
@@ -221,8 +212,8 @@ Deno.test({
         await page.getByRole("radio", { name: "tiny-stories" }).check({ force: true });
         await page.fill("#composer-input", "once upon a time");
         await page.press("#composer-input", "Enter");
-        await answered(page);
-        await waitState(page, "tiny-stories", "loaded");
+        await waitAnswered(page, QUICK);
+        await waitState(page, "tiny-stories", "loaded", QUICK);
         const last = page.locator("article.msg-assistant").last();
         assertEquals(await last.locator(".msg-error").count(), 0);
         assertIncludes(await last.locator(".msg-body").innerText(), "streamed");
@@ -237,7 +228,7 @@ Deno.test({
           mock = await startMockApi({ tick: 60, port });
           await page.locator("#feed[data-state=live]").waitFor({ timeout: 20_000 });
           // the new gateway starts with tiny-stories unloaded: the snapshot says so
-          await waitState(page, "tiny-stories", "unloaded");
+          await waitState(page, "tiny-stories", "unloaded", QUICK);
         },
       );
     } finally {
