@@ -6,6 +6,7 @@
  * only, not for Deno's start-up too.
  */
 import { type EngineExit, EngineProcess } from "./engine_process.ts";
+import { tiedToParent } from "./lifeline.ts";
 import { forEachLine, writeJsonLine } from "./lines.ts";
 import type { EngineLaunch, RunnerCommand, RunnerMessage } from "./protocol.ts";
 
@@ -164,11 +165,26 @@ export async function runRunner(): Promise<never> {
   Deno.addSignalListener("SIGINT", () => {});
   Deno.addSignalListener("SIGTERM", () => runner.stop(SIGTERM_STOP_MS));
   runner.send({ type: "hello", pid: Deno.pid });
-  // Deno loads its subprocess code on first use (~15 ms): pay that while idle, not on the cold start.
-  setTimeout(() => new Deno.Command(Deno.execPath()), 0);
+  // Deno's first spawn in a process is slow (its subprocess code, the setpriv path, pipe readers): pay
+  // that once while idle, with a spawn like the engine's, not on the cold start.
+  setTimeout(() => warmUpSpawn(), 0);
   await forEachLine(Deno.stdin.readable, (line) => runner.handle(line));
   await runner.onGatewayGone();
   return Deno.exit(0);
+}
+
+async function warmUpSpawn(): Promise<void> {
+  try {
+    const { cmd, args } = tiedToParent("true", []);
+    const child = new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
+    await Promise.all([
+      forEachLine(child.stdout, () => {}),
+      forEachLine(child.stderr, () => {}),
+      child.status,
+    ]);
+  } catch {
+    // only a warm-up: the real spawn reports its own errors
+  }
 }
 
 if (import.meta.main) await runRunner();

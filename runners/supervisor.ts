@@ -64,6 +64,9 @@ const RUNNER_GRACE_MS = 3_000;
 /** A runner's last lines may trail its exit; a grandchild holding the pipe must not stall `exited`. */
 const DRAIN_AFTER_EXIT_MS = 500;
 
+/** A spare used for a load is replaced when that engine is ready, or after this long at the latest. */
+const REFILL_FALLBACK_MS = 5_000;
+
 /**
  * How to start a runner: this Deno running `runner.ts`, or, inside a `deno compile` binary (which
  * cannot run another script), the binary itself with `--switchyard-runner` (see `runRunner`).
@@ -289,16 +292,25 @@ export class RunnerPool {
   start(launch: EngineLaunch, onMessage: (m: RunnerMessage) => void): RunnerHandle {
     if (this.#closed) throw new Error("runner pool is shut down");
     const runner = this.#takeSpare() ?? this.#spawn();
-    runner.assign(launch, onMessage);
+    // Starting a runner costs 20-40 ms of CPU: on a small machine that would slow the very load it is
+    // replacing a spare for. The spare is replaced once the engine is ready (or gone), or after a while.
+    let refilled = false;
+    const refill = () => {
+      if (refilled) return;
+      refilled = true;
+      clearTimeout(fallback);
+      this.#scheduleRefill();
+    };
+    const fallback = setTimeout(refill, REFILL_FALLBACK_MS);
+    runner.assign(launch, (message) => {
+      if (message.type === "ready" || message.type === "exit") refill();
+      onMessage(message);
+    });
     this.#active.add(runner);
-    runner.exited.then(() => this.#active.delete(runner));
-    // Replace the spare after the caller is done with this turn: a spawn costs the event loop a few ms.
-    if (this.#refill === undefined) {
-      this.#refill = setTimeout(() => {
-        this.#refill = undefined;
-        this.#topUp();
-      }, 0);
-    }
+    runner.exited.then(() => {
+      this.#active.delete(runner);
+      refill();
+    });
     return runner;
   }
 
@@ -323,6 +335,15 @@ export class RunnerPool {
       ...spares.map((runner) => runner.release()),
       ...[...this.#active].map((runner) => runner.stop(timeoutMs)),
     ]);
+  }
+
+  #scheduleRefill(): void {
+    if (this.#refill !== undefined || this.#closed) return;
+    // after the caller's turn: a spawn costs the event loop a few ms
+    this.#refill = setTimeout(() => {
+      this.#refill = undefined;
+      this.#topUp();
+    }, 0);
   }
 
   #takeSpare(): Runner | undefined {
