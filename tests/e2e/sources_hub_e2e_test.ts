@@ -5,11 +5,11 @@
  * dropped connections, corrupt bytes, --offline), `DELETE /models`, interop with `llama-server -hf` in
  * both directions, and `--models-preset` (aliases, load-on-startup, reload, SIGHUP, bad presets).
  */
-import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { startGateway, type TestGateway } from "../helpers/gateway.ts";
 import { engineAvailable, getJson, type HasUrl, postJson, waitForStatus } from "../helpers/http.ts";
+import { hubRepoDir, sha256Hex } from "../helpers/hf_cache.ts";
 import { engineBinPath, startEngine } from "../helpers/llama_server.ts";
 import { addToHfCache, liveEngines } from "../helpers/models.ts";
 import { chatBody } from "../helpers/openai.ts";
@@ -138,10 +138,6 @@ async function filesUnder(dir: string, prefix = ""): Promise<string[]> {
   }
   return out.sort();
 }
-
-const repoDir = (cache: string, name: string) => join(cache, `models--${name.replace("/", "--")}`);
-
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 /** GETs of one file's bytes: the LFS CDN path (resolve only redirects there). */
 function fileGets(hub: FakeHub, file: string): number {
@@ -276,13 +272,13 @@ Deno.test({
       await t.step("a first request for an uncached owner/repo:Q8_0 pulls it, then answers", async () => {
         const body = await chatOk(g, `${TINY}:Q8_0`);
         assertEquals(body.model, `${TINY}:Q8_0`);
-        const dir = repoDir(cache, TINY);
+        const dir = hubRepoDir(cache, TINY);
         const commit = hub.repo(TINY).commit;
         assertEquals((await Deno.readTextFile(join(dir, "refs", "main"))).trim(), commit);
         const snap = join(dir, "snapshots", commit, "tiny-Q8_0.gguf");
         assert((await Deno.lstat(snap)).isSymlink, "the snapshot file is a link into blobs/");
         const blob = hub.repo(TINY).files["tiny-Q8_0.gguf"].sha256;
-        assertEquals(sha256(await Deno.readFile(join(dir, "blobs", blob))), blob);
+        assertEquals(sha256Hex(await Deno.readFile(join(dir, "blobs", blob))), blob);
         assertEquals(await filesUnder(dir), [
           "blobs/" + blob,
           "refs/main",
@@ -299,7 +295,7 @@ Deno.test({
       await t.step("a request for owner/repo without a tag pulls Q4_K_M", async () => {
         await chatOk(g, TINY);
         const commit = hub.repo(TINY).commit;
-        await Deno.lstat(join(repoDir(cache, TINY), "snapshots", commit, "tiny-Q4_K_M.gguf"));
+        await Deno.lstat(join(hubRepoDir(cache, TINY), "snapshots", commit, "tiny-Q4_K_M.gguf"));
         assertEquals(fileGets(hub, "tiny-Q4_K_M.gguf"), 1);
         const ids = (await listModels(g)).map((m) => m.id);
         assert(ids.includes(`${TINY}:Q4_K_M`) && ids.includes(`${TINY}:Q8_0`), JSON.stringify(ids));
@@ -370,7 +366,7 @@ Deno.test({
               from,
             );
             assertEquals((await entry(g, name))?.status.value, "downloading");
-            const partial = await filesUnder(repoDir(cache, CANCEL));
+            const partial = await filesUnder(hubRepoDir(cache, CANCEL));
             assert(partial.some((f) => f.endsWith(".incomplete")), `mid-download: ${partial}`);
             const res = await postJson(g, "/models/unload", { model: name });
             assertEquals(res.status, 200, await res.text());
@@ -390,7 +386,7 @@ Deno.test({
             JSON.stringify(after),
           );
           assertEquals(
-            await filesUnder(repoDir(cache, CANCEL)),
+            await filesUnder(hubRepoDir(cache, CANCEL)),
             [],
             "no blob, link, ref or .incomplete left",
           );
@@ -402,7 +398,7 @@ Deno.test({
         assertEquals(err.status, 404, err.message);
         assertMatch(err.message, /nothing-here-GGUF/);
         assertMatch(err.message, /not found/);
-        assertEquals(await filesUnder(repoDir(cache, `${OWNER}/nothing-here-GGUF`)), []);
+        assertEquals(await filesUnder(hubRepoDir(cache, `${OWNER}/nothing-here-GGUF`)), []);
       });
 
       await t.step("an unknown quant is a 404 that lists the quants there are", async () => {
@@ -428,7 +424,7 @@ Deno.test({
           JSON.stringify(gets),
         );
         const sha = hub.repo(FLAKY).files["flaky-Q4_K_M.gguf"].sha256;
-        assertEquals(sha256(await Deno.readFile(join(repoDir(cache, FLAKY), "blobs", sha))), sha);
+        assertEquals(sha256Hex(await Deno.readFile(join(hubRepoDir(cache, FLAKY), "blobs", sha))), sha);
       });
 
       await t.step("corrupt bytes are an error and leave nothing in the cache", async () => {
@@ -436,7 +432,7 @@ Deno.test({
         const err = await errorOf(await chat(g, `${BAD}:Q4_K_M`));
         assert(err.status >= 500, `${err.status} ${err.message}`);
         assertMatch(err.message, /verif|checksum|sha/i);
-        assertEquals(await filesUnder(repoDir(cache, BAD)), []);
+        assertEquals(await filesUnder(hubRepoDir(cache, BAD)), []);
         assert(!(await listModels(g)).some((m) => m.id.startsWith(BAD) && m.status.value !== "downloaded"));
         hub.faults.reset();
       });
@@ -468,9 +464,9 @@ Deno.test({
 
       await t.step("DELETE /models removes one cache model's files and nothing else", async () => {
         const from = sse.events.length;
-        const tinyDir = repoDir(cache, TINY);
+        const tinyDir = hubRepoDir(cache, TINY);
         const commit = hub.repo(TINY).commit;
-        const others = [OTHER, CONC, FLAKY, PRELAID].map((r) => repoDir(cache, r));
+        const others = [OTHER, CONC, FLAKY, PRELAID].map((r) => hubRepoDir(cache, r));
         const othersBefore = await Promise.all(others.map((d) => filesUnder(d)));
         const res = await fetch(`${g.url}/models?model=${encodeURIComponent(`${TINY}:Q8_0`)}`, {
           method: "DELETE",
@@ -540,7 +536,7 @@ Deno.test({
         assertEquals(err.status, 403, err.message);
         assertEquals(err.type, "permission_error");
         assertMatch(err.message, /HF_TOKEN/);
-        assertEquals(await filesUnder(repoDir(cache, GATED)), []);
+        assertEquals(await filesUnder(hubRepoDir(cache, GATED)), []);
       });
 
       await t.step(
@@ -566,7 +562,7 @@ Deno.test({
         const post = await errorOf(await postJson(o, "/models", { model: `${TINY}:Q8_0` }));
         assert(post.status >= 400, `${post.status} ${post.message}`);
         assertMatch(post.message, /offline/);
-        assertEquals(await filesUnder(repoDir(offlineCache, TINY)), []);
+        assertEquals(await filesUnder(hubRepoDir(offlineCache, TINY)), []);
         assertEquals(offlineHub.requests, []);
       });
     } finally {

@@ -1,6 +1,7 @@
 /** Builds model folders for tests out of tiny real GGUF models (see tests/fixtures/gguf.ts). */
 import { join } from "node:path";
 import { tinyLlamaGguf, type TinyModelOptions } from "../fixtures/gguf.ts";
+import { writeHubSnapshot } from "./hf_cache.ts";
 
 let cached: Uint8Array | undefined;
 
@@ -27,19 +28,9 @@ export async function addToHfCache(
   file: string,
   bytes?: Uint8Array,
 ): Promise<string> {
-  const data = bytes ?? tinyModel();
   const commit = "0123456789abcdef0123456789abcdef01234567";
-  const repoDir = join(cacheDir, `models--${repo.replace("/", "--")}`);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
-  const sha = [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
-  await Deno.mkdir(join(repoDir, "blobs"), { recursive: true });
-  await Deno.mkdir(join(repoDir, "refs"), { recursive: true });
-  await Deno.mkdir(join(repoDir, "snapshots", commit), { recursive: true });
-  await Deno.writeFile(join(repoDir, "blobs", sha), data);
-  await Deno.writeTextFile(join(repoDir, "refs", "main"), commit);
-  const link = join(repoDir, "snapshots", commit, file);
-  await Deno.symlink(`../../blobs/${sha}`, link);
-  return link;
+  const repoDir = await writeHubSnapshot(cacheDir, repo, { [file]: bytes ?? tinyModel() }, { commit });
+  return join(repoDir, "snapshots", commit, file);
 }
 
 /** Engines and runners still alive, by command line (for orphan checks). */

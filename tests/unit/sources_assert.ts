@@ -1,13 +1,9 @@
-/** Assertions for the sources tests, on `node:assert` (JSR's @std/assert cannot be fetched here). */
+/**
+ * Assertions for the sources tests: the shared ones, and error checks by class and message fragments.
+ */
 import nodeAssert from "node:assert/strict";
 
-export function assert(condition: unknown, message?: string): asserts condition {
-  nodeAssert.ok(condition, message);
-}
-
-export function assertEquals<T>(actual: T, expected: T, message?: string): void {
-  nodeAssert.deepStrictEqual(actual, expected, message);
-}
+export { assert, assertEquals } from "../helpers/assert.ts";
 
 // deno-lint-ignore no-explicit-any
 type ErrorClass<E> = new (...args: any[]) => E;

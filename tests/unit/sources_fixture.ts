@@ -1,6 +1,7 @@
 /** Fake HF hub caches and model folders for the sources tests: a few bytes stand in for a GGUF. */
-import { mkdir, symlink, writeFile } from "node:fs/promises";
-import { dirname, join, relative } from "node:path";
+import { mkdir, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { writeHubSnapshot } from "../helpers/hf_cache.ts";
 
 export const COMMIT_A = "a".repeat(40);
 export const COMMIT_B = "b".repeat(40);
@@ -17,29 +18,13 @@ export interface HubRepoOptions {
  *
  * @returns the repo folder
  */
-export async function writeHubRepo(
+export function writeHubRepo(
   cacheDir: string,
   repoId: string,
   files: Record<string, string>,
   opts: HubRepoOptions = {},
 ): Promise<string> {
-  const commit = opts.commit ?? COMMIT_A;
-  const repoDir = join(cacheDir, "models--" + repoId.replaceAll("/", "--"));
-  await mkdir(join(repoDir, "blobs"), { recursive: true });
-  for (const [path, content] of Object.entries(files)) {
-    const oid = await sha256(content);
-    const blob = join(repoDir, "blobs", oid);
-    await writeFile(blob, content);
-    const entry = join(repoDir, "snapshots", commit, path);
-    await mkdir(dirname(entry), { recursive: true });
-    await symlink(relative(dirname(entry), blob), entry);
-  }
-  await mkdir(join(repoDir, "snapshots", commit), { recursive: true });
-  await mkdir(join(repoDir, "refs"), { recursive: true });
-  for (const [name, target] of Object.entries(opts.refs ?? { main: commit })) {
-    await writeFile(join(repoDir, "refs", name), target);
-  }
-  return repoDir;
+  return writeHubSnapshot(cacheDir, repoId, files, { commit: opts.commit ?? COMMIT_A, refs: opts.refs });
 }
 
 /** Writes plain files (a few bytes each) under `root`. */
@@ -57,11 +42,6 @@ export async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-async function sha256(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** Runs `fn` with a fresh temp dir, removed afterwards. */
