@@ -32,6 +32,11 @@ function fetchWith(gw: TestGateway, path: string, init: Init) {
   return fetch(gw.url + path, { ...init, headers, body });
 }
 
+/** A chat request for `model` with `key` (see `fetchWith` for `header`). */
+function chatAs(gw: TestGateway, key: string, model: string, header?: string) {
+  return fetchWith(gw, "/v1/chat/completions", { method: "POST", key, header, json: chatBody(model) });
+}
+
 /** Asserts that the gateway refuses this request: 401 authentication_error or 403 permission_error. */
 async function expectRefused(gw: TestGateway, status: 401 | 403, context: string, path: string, init: Init) {
   const type = status === 401 ? "authentication_error" : "permission_error";
@@ -79,12 +84,7 @@ Deno.test({
           const list = await fetchWith(gw, "/v1/models", { key, header });
           assertEquals(list.status, 200, `${key} as ${header}`);
           await list.body?.cancel();
-          const res = await fetchWith(gw, "/v1/chat/completions", {
-            method: "POST",
-            json: chatBody("alpha"),
-            key,
-            header,
-          });
+          const res = await chatAs(gw, key, "alpha", header);
           assertEquals(res.status, 200, `chat with ${key} as ${header}`);
           await res.body?.cancel();
         }
@@ -117,11 +117,7 @@ Deno.test({
       return { args: ["--api-key-file", keyFile, "-c", "256", "-np", "1"], env: { LLAMA_API_KEY: ENV_KEY } };
     }, async (gw, dir) => {
       await expectRefused(gw, 401, "no key", "/v1/models", {});
-      const res = await fetchWith(gw, "/v1/chat/completions", {
-        method: "POST",
-        json: chatBody("alpha"),
-        key: ENV_KEY,
-      });
+      const res = await chatAs(gw, ENV_KEY, "alpha");
       assertEquals(res.status, 200, "the env key works");
       await res.body?.cancel();
       const pid = gatewayEngineOf(gw.pid, join(dir, "alpha.gguf"));
@@ -130,11 +126,7 @@ Deno.test({
       );
       // The visible consequence of a leak: a key the gateway accepts from another source (the key
       // file) is forwarded to an engine that only knows LLAMA_API_KEY, and the engine refuses it.
-      const viaFile = await fetchWith(gw, "/v1/chat/completions", {
-        method: "POST",
-        json: chatBody("alpha"),
-        key: FILE_KEY,
-      });
+      const viaFile = await chatAs(gw, FILE_KEY, "alpha");
       const viaFileText = await viaFile.text();
       // Regression test: before 0f8b85f runners and engines inherited the gateway's whole environment,
       // so llama-server read LLAMA_API_KEY itself and enforced it, contrary to auth.ts ("keys ... never
@@ -158,11 +150,7 @@ Deno.test({
       await expectRefused(gw, 401, "no key", "/v1/models", {});
       const list = await (await fetchWith(gw, "/v1/models", { key: "userA" })).json();
       assertEquals(list.data.map((m: { id: string }) => m.id), ["alpha"], "the gateway read the file");
-      const res = await fetchWith(gw, "/v1/chat/completions", {
-        method: "POST",
-        json: chatBody("alpha"),
-        key: "userA",
-      });
+      const res = await chatAs(gw, "userA", "alpha");
       const text = await res.text();
       // Regression test: before 0f8b85f the engine inherited LLAMA_ARG_API_KEY_FILE, read the same
       // file as llama-server key lines (so its only key was "userA models=alpha") and answered 401
@@ -187,11 +175,7 @@ Deno.test({
         ["DELETE", "/models?model=alpha", undefined],
         ["GET", "/models?reload=1", undefined],
       ] as const;
-      const res = await fetchWith(gw, "/v1/chat/completions", {
-        method: "POST",
-        key: "user1",
-        json: chatBody("alpha"),
-      });
+      const res = await chatAs(gw, "user1", "alpha");
       assertEquals(res.status, 200, "user1 can chat (and autoload)");
       await res.body?.cancel();
       assertEquals((await fetchWith(gw, "/models", { key: "user1" })).status, 200, "user1 can list");
@@ -221,11 +205,7 @@ Deno.test({
         assertEquals(r.status, expected[path], `adm ${method} ${path}: ${text}`);
         if (r.status !== 200) assertErrorBody(JSON.parse(text), r.status, `adm ${method} ${path}`);
       }
-      const chatAdm = await fetchWith(gw, "/v1/chat/completions", {
-        method: "POST",
-        key: "adm",
-        json: chatBody("beta"),
-      });
+      const chatAdm = await chatAs(gw, "adm", "beta");
       assertEquals(chatAdm.status, 200, "the admin key also infers");
       await chatAdm.body?.cancel();
     }),
@@ -241,11 +221,7 @@ Deno.test({
       const keyFile = await writeKeyFile(dir, "# team keys\nuserA models=alpha\nuserB   # every model\n");
       return { args: ["--api-key-file", keyFile, "-c", "256", "-np", "1"] };
     }, async (gw) => {
-      const ok = await fetchWith(gw, "/v1/chat/completions", {
-        method: "POST",
-        key: "userA",
-        json: chatBody("alpha"),
-      });
+      const ok = await chatAs(gw, "userA", "alpha");
       assertEquals(ok.status, 200);
       await ok.body?.cancel();
       for (const path of ["/v1/models", "/models"]) {

@@ -10,17 +10,9 @@ import { startGateway, type TestGateway } from "../helpers/gateway.ts";
 import { engineAvailable } from "../helpers/http.ts";
 import { makeModelsDir } from "../helpers/models.ts";
 import { assert, assertEquals, assertIncludes } from "./ui_assert.ts";
-import {
-  artifactPath,
-  hasChromium,
-  launchBrowser,
-  SKIP_MESSAGE,
-  waitAnswered,
-  waitState,
-} from "./ui_helpers.ts";
+import { artifactPath, browserMissing, launchBrowser, waitAnswered, waitState } from "./ui_helpers.ts";
 
-const noBrowser = !hasChromium();
-if (noBrowser) console.error(`skipping the UI browser test: ${SKIP_MESSAGE}`);
+const noBrowser = browserMissing("the UI browser test");
 const noEngine = noBrowser ? undefined : await engineAvailable();
 
 /** Records every model row's state change and every render of a streaming answer, from page start. */

@@ -18,6 +18,13 @@ export function hasChromium(): boolean {
 export const SKIP_MESSAGE =
   `${CHROMIUM} is missing: install it with 'apt-get install -y chromium' to run the UI tests`;
 
+/** True, after saying that `what` is skipped and why, when Chromium is not installed. */
+export function browserMissing(what: string): boolean {
+  const missing = !hasChromium();
+  if (missing) console.error(`skipping ${what}: ${SKIP_MESSAGE}`);
+  return missing;
+}
+
 /** Starts headless Chromium with a fresh profile; `close()` also removes the profile. */
 export async function launchBrowser(): Promise<{ context: BrowserContext; close(): Promise<void> }> {
   const profile = await Deno.makeTempDir({ prefix: "switchyard-ui-" });

@@ -5,17 +5,9 @@
  */
 import { type MockApi, startMockApi } from "../fixtures/mock_api.ts";
 import { assert, assertEquals, assertIncludes } from "./ui_assert.ts";
-import {
-  artifactPath,
-  hasChromium,
-  launchBrowser,
-  SKIP_MESSAGE,
-  waitAnswered,
-  waitState,
-} from "./ui_helpers.ts";
+import { artifactPath, browserMissing, launchBrowser, waitAnswered, waitState } from "./ui_helpers.ts";
 
-const noBrowser = !hasChromium();
-if (noBrowser) console.error(`skipping the UI mock test: ${SKIP_MESSAGE}`);
+const noBrowser = browserMissing("the UI mock test");
 
 const GEMMA = "ggml-org/gemma-3-1b-it-GGUF:Q4_K_M";
 const QWEN = "ggml-org/Qwen3-0.6B-GGUF:Q8_0";
