@@ -36,7 +36,7 @@ const ROUTER_ONLY = new Set([
   "--ui",
 ]);
 /** Per-model identity flags: each model has its own, so the gateway's copy is dropped (as llama.cpp). */
-const STRIPPED = new Set(["--model", "--mmproj", "--alias", "--hf-repo"]);
+const STRIPPED = new Set(["--model", "--mmproj", "--alias"]);
 
 /** Switchyard's own flags, not llama-server's. */
 const OWN_FLAGS: Record<string, keyof OwnValues> = {
@@ -102,7 +102,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     if (!resolved) throw new CliError(`error: invalid argument: ${arg}`);
     const value = readValue(resolved, spelling, takeValue, inline);
     const flag = resolved.option.flag;
-    if (ROUTER_ONLY.has(flag)) router.set(flag, value);
+    if (ROUTER_ONLY.has(flag) || flag === "--hf-repo") router.set(flag, value);
     else if (STRIPPED.has(flag)) {
       warnings.push(`${spelling} applies to one model; Switchyard always runs as a router, so it is ignored`);
     } else {
@@ -159,6 +159,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     port: int("--port", "LLAMA_ARG_PORT", 8080),
     modelsDir: str("--models-dir", "LLAMA_ARG_MODELS_DIR"),
     modelsPreset: str("--models-preset", "LLAMA_ARG_MODELS_PRESET"),
+    remotePreset: str("--hf-repo", "LLAMA_ARG_HF_REPO"),
     modelsMax: modelsMax < 0 ? 0 : modelsMax,
     autoload: fromEnv("--models-autoload", "LLAMA_ARG_MODELS_AUTOLOAD") !== false,
     apiKeys,
@@ -244,6 +245,7 @@ router options (llama-server's, same env forms):
   --port PORT               listen port (default 8080)                    LLAMA_ARG_PORT
   --models-dir DIR          folder of .gguf files and model folders       LLAMA_ARG_MODELS_DIR
   --models-preset FILE      INI file of model presets                     LLAMA_ARG_MODELS_PRESET
+  -hf, --hf-repo OWNER/REPO a Hub repo whose preset.ini is the models preset (llama.cpp's remote preset)
   --models-max N            models running at once (default 4, 0 = no limit) LLAMA_ARG_MODELS_MAX
   --models-autoload, --no-models-autoload
                             load a model on its first request (default on) LLAMA_ARG_MODELS_AUTOLOAD

@@ -7,6 +7,8 @@ export interface GatewayConfig {
   port: number;
   modelsDir?: string;
   modelsPreset?: string;
+  /** `-hf owner/repo` whose root holds preset.ini: that file is the models preset (llama.cpp's "remote preset") */
+  remotePreset?: string;
   /** 0 = unlimited */
   modelsMax: number;
   autoload: boolean;

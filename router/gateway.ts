@@ -7,7 +7,8 @@ import { createApp } from "./app.ts";
 import { Downloads } from "./downloads.ts";
 import { GATEWAY_PID_ENV, killOrphanEngines } from "./orphans.ts";
 import { serverError } from "./errors.ts";
-import { hubOptionsFromEnv } from "./hub/options.ts";
+import { type HubOptions, hubOptionsFromEnv } from "./hub/options.ts";
+import { fetchRemotePreset } from "./hub/remote_preset.ts";
 import { CountAdmission } from "./scheduler/admission.ts";
 import { EventBus } from "./scheduler/events.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
@@ -38,10 +39,12 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
   const { log } = opts;
   const engineBin = await resolveEngine({ serverBin: config.serverBin, env: opts.env, log });
   const buildInfo = await engineVersion(engineBin);
+  const cacheDir = resolveCacheDir(opts.env);
+  const hub = hubOptionsFromEnv(opts.env, cacheDir);
   const sources: SourceOptions = {
-    cacheDir: resolveCacheDir(opts.env),
+    cacheDir,
     modelsDir: config.modelsDir,
-    presetFile: config.modelsPreset,
+    presetFile: config.modelsPreset ?? await remotePreset(config, hub, log),
   };
   const catalog = await loadCatalog(sources);
   catalog.warnings.forEach((w) => log(`warning: ${w}`));
@@ -90,7 +93,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
   };
 
   const downloads = new Downloads({
-    hub: hubOptionsFromEnv(opts.env, sources.cacheDir),
+    hub,
     scheduler,
     reload,
     offline: config.offline,
@@ -122,6 +125,24 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
         await Promise.race([drained, new Promise((r) => setTimeout(r, 5000))]);
       })(),
   };
+}
+
+/** `-hf owner/repo`: the repo's preset.ini, fetched into the cache (or found there when offline). */
+async function remotePreset(
+  config: GatewayConfig,
+  hub: HubOptions,
+  log: (line: string) => void,
+): Promise<string | undefined> {
+  if (!config.remotePreset) return undefined;
+  const path = await fetchRemotePreset(config.remotePreset, { ...hub, offline: config.offline });
+  if (!path) {
+    throw new Error(
+      `-hf ${config.remotePreset}: the repo has no preset.ini${config.offline ? " in the cache" : ""}; ` +
+        "Switchyard always runs as a router: use --models-dir, --models-preset, or ask for the model by name",
+    );
+  }
+  log(`NOTE: using preset.ini from HF repo '${config.remotePreset}' (${path}): only use presets you trust`);
+  return path;
 }
 
 /**

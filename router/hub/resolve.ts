@@ -65,30 +65,7 @@ export async function resolveHubFiles(
 ): Promise<HubPlan> {
   const { repo, tag } = spec;
   if (!isValidRepoId(repo)) throw new InvalidRepoError(tag ? `${repo}:${tag}` : repo);
-  const hubUrl = trimEndpoint(opts.endpoint);
-  const f = hubFetch(opts, opts.signal);
-
-  const { commit, gated, listing } = await withHubErrors(repo, opts, hubUrl, async () => {
-    const info = await modelInfo({
-      name: repo,
-      revision: REVISION,
-      additionalFields: ["sha"],
-      hubUrl,
-      fetch: f,
-    });
-    if (!/^[0-9a-f]{40}$/i.test(info.sha ?? "")) {
-      throw new HubUnavailableError(hubUrl, `no commit sha in the model info of '${repo}'`);
-    }
-    const listing: ListedFile[] = [];
-    for await (const e of listFiles({ repo, revision: info.sha, recursive: true, hubUrl, fetch: f })) {
-      const oid = e.lfs?.oid ?? e.oid;
-      if (e.type === "file" && isSafeRepoPath(e.path) && oid && isValidOid(oid)) {
-        listing.push({ path: e.path, size: e.lfs?.size ?? e.size, oid });
-      }
-    }
-    return { commit: info.sha, gated: info.gated, listing };
-  });
-
+  const { commit, gated, listing } = await listRepo(repo, opts);
   const primary = pickPrimary(listing, tag);
   if (!primary) throw new QuantNotFoundError(repo, tag, availableQuants(listing.map((l) => l.path)));
   const toFile = (l: ListedFile, role: HubFile["role"]): HubFile => ({
@@ -110,7 +87,7 @@ export async function resolveHubFiles(
   };
   // Gated repos list their files to anyone and refuse only the bytes; finding that out now turns
   // a download that would fail later into an immediate, actionable error.
-  if (gated) await checkFileAccess(plan.primary.url, repo, opts, f);
+  if (gated) await checkFileAccess(plan.primary.url, repo, opts, hubFetch(opts, opts.signal));
   return plan;
 }
 
@@ -129,6 +106,35 @@ async function checkFileAccess(
   await res.body?.cancel();
   if (res.status === 401 || res.status === 403) throw new HubAuthError(repo, res.status, !!opts.token);
   if (res.status >= 400) throw new HubUnavailableError(url, `HEAD answered ${res.status}`);
+}
+
+/** The repo's files at the commit `main` points to now (paths, sizes, LFS sha256 or git sha1). */
+export async function listRepo(
+  repo: string,
+  opts: HubOptions & { signal?: AbortSignal },
+): Promise<{ commit: string; gated: unknown; listing: ListedFile[] }> {
+  const hubUrl = trimEndpoint(opts.endpoint);
+  const f = hubFetch(opts, opts.signal);
+  return await withHubErrors(repo, opts, hubUrl, async () => {
+    const info = await modelInfo({
+      name: repo,
+      revision: REVISION,
+      additionalFields: ["sha"],
+      hubUrl,
+      fetch: f,
+    });
+    if (!/^[0-9a-f]{40}$/i.test(info.sha ?? "")) {
+      throw new HubUnavailableError(hubUrl, `no commit sha in the model info of '${repo}'`);
+    }
+    const listing: ListedFile[] = [];
+    for await (const e of listFiles({ repo, revision: info.sha, recursive: true, hubUrl, fetch: f })) {
+      const oid = e.lfs?.oid ?? e.oid;
+      if (e.type === "file" && isSafeRepoPath(e.path) && oid && isValidOid(oid)) {
+        listing.push({ path: e.path, size: e.lfs?.size ?? e.size, oid });
+      }
+    }
+    return { commit: info.sha, gated: info.gated, listing };
+  });
 }
 
 async function withHubErrors<T>(

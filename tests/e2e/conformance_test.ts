@@ -18,8 +18,18 @@ import { engineCacheDir } from "../../runners/engine.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const UPSTREAM_TESTS = join(engineCacheDir(Deno.env.toObject()), "src", "tools", "server", "tests");
-/** Tests that need huggingface.co itself (a remote preset repo), unreachable here. */
-const NEEDS_INTERNET = ["test_router_remote_preset"];
+/**
+ * The Hub repos the tests use, served by the fake hub. `test-preset-ci` is our stand-in for
+ * llama.cpp's remote-preset test repo: a preset.ini naming the two models the test looks for.
+ */
+const REMOTE_PRESET = [
+  "[tinygemma3-preset]",
+  "hf-repo = ggml-org/tinygemma3-GGUF:Q8_0",
+  "",
+  "[stories260K-test]",
+  "hf-repo = ggml-org/test-model-stories260K:F32",
+  "",
+].join("\n");
 
 async function why(): Promise<string | undefined> {
   try {
@@ -65,6 +75,7 @@ Deno.test({
       hub = await startFakeHub({
         repos: {
           "ggml-org/test-model-router-download": { files: { "model-F16.gguf": tinyLlamaGguf({ seed: 3 }) } },
+          "ggml-org/test-preset-ci": { files: { "preset.ini": new TextEncoder().encode(REMOTE_PRESET) } },
         },
       });
       const wrapper = join(work, "switchyard-as-llama-server");
@@ -87,8 +98,6 @@ Deno.test({
           "-p",
           "no:cacheprovider",
           "unit/test_router.py",
-          "-k",
-          NEEDS_INTERNET.map((t) => `not ${t}`).join(" and "),
         ],
         cwd: work,
         env: {
