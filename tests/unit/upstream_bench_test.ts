@@ -154,7 +154,7 @@ Deno.test({
         await Deno.stat(engineBinPath());
         dir = await Deno.makeTempDir();
         await writeTinyLlama(`${dir}/tiny.gguf`);
-        // 16 slots: cpp-httplib gives each keep-alive socket a thread, n_parallel + 2 of them.
+        // 16 slots keep 16 HTTP threads (max(n_parallel + 4, cores - 1)) always alive for the 16 sockets.
         engine = await startEngine(engineBinPath(), ["-m", `${dir}/tiny.gguf`, "-c", "2048", "-np", "16"]);
         const port = Number(new URL(engine.url).port);
         targets.push(["llama-server GET /health", {
