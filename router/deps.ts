@@ -3,11 +3,14 @@ import type { GatewayConfig } from "./config.ts";
 import type { Downloads } from "./downloads.ts";
 import type { EventBus } from "./scheduler/events.ts";
 import type { Scheduler } from "./scheduler/scheduler.ts";
+import type { UpstreamPool } from "./upstream/http1.ts";
 
 export interface GatewayDeps {
   config: GatewayConfig;
   scheduler: Scheduler;
   downloads: Downloads;
+  /** kept-alive connections to the engines */
+  upstream: UpstreamPool;
   events: EventBus;
   /** `b<N>-<hash>` of the engine */
   buildInfo: string;

@@ -9,6 +9,7 @@ import { GATEWAY_PID_ENV, killOrphanEngines } from "./orphans.ts";
 import { serverError } from "./errors.ts";
 import { type HubOptions, hubOptionsFromEnv } from "./hub/options.ts";
 import { fetchRemotePreset } from "./hub/remote_preset.ts";
+import { UpstreamPool } from "./upstream/http1.ts";
 import { CountAdmission } from "./scheduler/admission.ts";
 import { EventBus } from "./scheduler/events.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
@@ -99,7 +100,8 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
     offline: config.offline,
     log,
   });
-  const app = createApp({ config, scheduler, downloads, events, buildInfo, reload, log });
+  const upstream = new UpstreamPool();
+  const app = createApp({ config, scheduler, downloads, upstream, events, buildInfo, reload, log });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({
     hostname: config.host,
@@ -122,6 +124,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
         const drained = server.shutdown();
         await scheduler.shutdown();
         await pool.shutdown();
+        upstream.close();
         await Promise.race([drained, new Promise((r) => setTimeout(r, 5000))]);
       })(),
   };

@@ -124,10 +124,16 @@ async function proxyTo(
       throw err;
     }
     try {
-      return await forward(c.req.raw, { lease, pathAndQuery: url.pathname + url.search, body, signal });
+      return await forward(c.req.raw, {
+        pool: deps.upstream,
+        lease,
+        pathAndQuery: url.pathname + url.search,
+        body,
+        signal,
+      });
     } catch (err) {
       if (!(err instanceof UpstreamError)) throw err;
-      if (attempt === 0 && await deps.scheduler.engineGone(held.modelId, held.port, 3000)) {
+      if (attempt === 0 && err.retryable && await deps.scheduler.engineGone(held.modelId, held.port, 3000)) {
         deps.log(`${held.modelId} died before answering a request; retrying it on a fresh load`);
         continue;
       }
