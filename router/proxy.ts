@@ -15,7 +15,7 @@ import { UpstreamError as Http1Error, type UpstreamPool } from "./upstream/http1
  * credentials, which are the gateway's business (engines never hold keys) and, as a browser's
  * cookies, can outgrow the engine's 8 KB header limit.
  */
-const HOP_REQUEST = [
+const HOP_REQUEST = new Set([
   "host",
   "connection",
   "keep-alive",
@@ -25,7 +25,7 @@ const HOP_REQUEST = [
   "authorization",
   "x-api-key",
   "cookie",
-];
+]);
 /** Response headers the gateway sets itself. */
 const HOP_RESPONSE = ["connection", "keep-alive", "transfer-encoding", "content-length", "server"];
 
@@ -41,8 +41,8 @@ export interface ForwardOptions {
 
 export async function forward(req: Request, opts: ForwardOptions): Promise<Response> {
   const { lease } = opts;
-  const headers = new Headers(req.headers);
-  for (const h of HOP_REQUEST) headers.delete(h);
+  const headers: [string, string][] = [];
+  for (const header of req.headers) if (!HOP_REQUEST.has(header[0])) headers.push(header);
   let upstream;
   try {
     upstream = await opts.pool.request({
