@@ -4,6 +4,7 @@
  */
 import { tiedToParent } from "../runners/lifeline.ts";
 import { forEachLine } from "../runners/lines.ts";
+import { pickLoopbackPort } from "../runners/runner.ts";
 
 /** Clock ticks per second for /proc/<pid>/stat times (`getconf CLK_TCK`; 100 on every Linux we run on). */
 let clockTicks = 100;
@@ -97,12 +98,7 @@ export function tcpStates(port: number): { established: number; timeWait: number
 }
 
 /** Binds port 0 and lets it go: the same (racy, loopback-only) way llama.cpp and Switchyard pick ports. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+export const freePort: () => number = pickLoopbackPort;
 
 /** A llama-server the bench started itself. */
 export interface Server {

@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import { engineCacheDir } from "../../runners/engine.ts";
 import { delay } from "./wait.ts";
+import { pickLoopbackPort } from "../../runners/runner.ts";
 
 /** The llama-server the tests use: `LLAMA_SERVER_BIN` (as `deno task test` sets it), else the cached build. */
 export function engineBinPath(): string {
@@ -9,13 +10,8 @@ export function engineBinPath(): string {
   return env.LLAMA_SERVER_BIN ?? join(engineCacheDir(env), "build", "bin", "llama-server");
 }
 
-/** A port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
+/** A port on 127.0.0.1 that was free a moment ago (the runners' own way of picking one). */
+export const freePort: () => number = pickLoopbackPort;
 
 export interface RunningEngine {
   url: string;
