@@ -121,6 +121,8 @@ export class ModelStore extends EventTarget {
         Object.assign(next, s);
       } else if (typeof s === "string") {
         next.value = s;
+        // Switchyard sends the engine's argv (with its real port) once it is known
+        if (Array.isArray(data.args)) next.args = data.args;
         if (s === "loading" || s === "downloading") {
           delete next.failed;
           delete next.exit_code;

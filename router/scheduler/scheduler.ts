@@ -472,7 +472,10 @@ export class Scheduler {
         this.#opts.events.publish({
           model: record.id,
           event: "status_change",
-          data: first ? { status: "loaded", info: m.info } : { status: "loaded" },
+          // `args` (an extension) carries the port the engine got, so a listener's copy stays current
+          data: first
+            ? { status: "loaded", info: m.info, args: record.args }
+            : { status: "loaded", args: record.args },
         });
         break;
       }

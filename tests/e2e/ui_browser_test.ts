@@ -150,6 +150,8 @@ Deno.test({
         const args = await dialog.locator("#md-args").innerText();
         assertIncludes(args, "--ctx-size 1024");
         assertIncludes(args, "alpha.gguf");
+        // a loaded model shows the port its engine really listens on, not the placeholder 0
+        assert(/--port [1-9]\d*/.test(args), `no real port in the arguments:\n${args}`);
         await page.waitForFunction(
           `!["", "Loading…", "No log lines yet."].includes(document.getElementById("md-logs")?.textContent ?? "")`,
         );
