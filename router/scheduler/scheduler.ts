@@ -256,7 +256,8 @@ export class Scheduler {
 
   /** Starts queued models while there is room and evicts idle models to make room for the rest. */
   #pump(): void {
-    if (this.#closing) return;
+    // the common case, on every request's end: nobody waits, nothing to decide
+    if (this.#closing || this.#queue.length === 0) return;
     this.#queue = this.#queue.filter((e) => {
       if (e.record.alive || e.record.state !== "unloaded") e.done = true;
       return !e.done;
@@ -266,7 +267,7 @@ export class Scheduler {
       entry.done = true;
       this.#spawn(entry.record);
     }
-    let short = this.#queue.length - this.records().filter((r) => r.stopping).length;
+    let short = this.#queue.length - [...this.#records.values()].filter((r) => r.stopping).length;
     while (short > 0) {
       const victim = this.#lruVictim();
       if (!victim) break;
@@ -277,7 +278,7 @@ export class Scheduler {
   }
 
   #hasRoomFor(record: ModelRecord): boolean {
-    const running = this.records().filter((r) => r.alive).map((r) => ({ id: r.id }));
+    const running = [...this.#records.values()].filter((r) => r.alive).map((r) => ({ id: r.id }));
     return this.#opts.admission.admits({ id: record.id }, running);
   }
 
