@@ -39,3 +39,6 @@ export interface GatewayConfig {
   /** consecutive crashes after which a model is not restarted until an explicit load */
   maxCrashes: number;
 }
+
+/** LLAMA_SERVER_DEBUG_FAKE_TIMING: llama.cpp's router waits this long before each load and each proxied request. */
+export const FAKE_TIMING_DELAY_MS = 2000;

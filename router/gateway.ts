@@ -2,7 +2,7 @@
  * Wires the gateway together: finds the engine, reads the model sources, starts the runner pool,
  * the scheduler and the HTTP server. `main.ts` and the tests start the gateway through here.
  */
-import type { GatewayConfig } from "./config.ts";
+import { FAKE_TIMING_DELAY_MS, type GatewayConfig } from "./config.ts";
 import { createApp } from "./app.ts";
 import { Downloads } from "./downloads.ts";
 import { GATEWAY_PID_ENV, killOrphanEngines } from "./orphans.ts";
@@ -33,9 +33,6 @@ export interface GatewayOptions {
   log: (line: string) => void;
 }
 
-/** llama.cpp: LLAMA_SERVER_DEBUG_FAKE_TIMING waits this long before each load and each proxied request */
-const FAKE_DELAY_MS = 2000;
-
 export async function startGateway(config: GatewayConfig, opts: GatewayOptions): Promise<Gateway> {
   const { log } = opts;
   const engineBin = await resolveEngine({ serverBin: config.serverBin, env: opts.env, log });
@@ -64,7 +61,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
     passthrough: config.passthrough,
     // marks engines as ours, so a later gateway can find those an earlier one left behind
     engineEnv: { [GATEWAY_PID_ENV]: String(Deno.pid) },
-    loadDelayMs: config.fakeTiming ? FAKE_DELAY_MS : 0,
+    loadDelayMs: config.fakeTiming ? FAKE_TIMING_DELAY_MS : 0,
     queueMax: config.queueMax,
     loadSilenceTimeoutMs: config.loadSilenceTimeoutS * 1000,
     maxCrashes: config.maxCrashes,

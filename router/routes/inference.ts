@@ -8,6 +8,7 @@ import { requireAdmin, requireModelAllowed } from "../auth.ts";
 import { badRequest, unavailable } from "../errors.ts";
 import { isSafeModelName } from "../sources/names.ts";
 import { forward, UpstreamError } from "../proxy.ts";
+import { FAKE_TIMING_DELAY_MS } from "../config.ts";
 import type { GatewayDeps } from "../deps.ts";
 
 /** llama.cpp's router routes these by the `model` field of the body (README: routing list). */
@@ -42,8 +43,6 @@ export const POST_ROUTES = [
 ];
 /** Routed by `?model=`; `GET /props` without it is the gateway's own. */
 export const GET_ROUTES = ["/props", "/metrics", "/slots", "/lora-adapters"];
-
-const FAKE_DELAY_MS = 2000;
 
 export function inferenceRoutes(deps: GatewayDeps): Hono {
   const app = new Hono();
@@ -118,7 +117,7 @@ async function proxyTo(
     // the deadline ends with the lease: when the response body has been relayed, or the request failed
     const lease = { ...held, release: () => (held.release(), deadline.end()) };
     try {
-      if (deps.config.fakeTiming) await abortableSleep(FAKE_DELAY_MS, signal);
+      if (deps.config.fakeTiming) await abortableSleep(FAKE_TIMING_DELAY_MS, signal);
     } catch (err) {
       held.release();
       throw err;
