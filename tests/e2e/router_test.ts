@@ -3,6 +3,7 @@
  */
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { makeModelsDir } from "../helpers/models.ts";
+import { writeTinyLlamaSharded } from "../fixtures/gguf.ts";
 import { startGateway, type TestGateway } from "../helpers/gateway.ts";
 import { engineAvailable, getJson, postJson, waitForStatus } from "../helpers/http.ts";
 
@@ -224,6 +225,35 @@ Deno.test({
       assert(waited < 3000, `the next request waited ${Math.round(waited)} ms for the slot`);
       const slots = await getJson(gw, "/slots?model=solo");
       assertEquals(slots.filter((s: { is_processing: boolean }) => s.is_processing).length, 0);
+    } finally {
+      await stopAndCheck(gw);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "--models-dir: a sub-folder with a multi-shard model and top-level shards are one model each, and serve",
+  ignore: !!skip,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await makeModelsDir(["plain"]);
+    await writeTinyLlamaSharded(`${dir}/folder-model`, 3, { baseName: "weights-Q8_0" });
+    await writeTinyLlamaSharded(dir, 2, { baseName: "top-split" });
+    const gw = await startGateway({ args: ["--models-dir", dir, "-c", "256"] });
+    try {
+      const list = await getJson(gw, "/models");
+      assertEquals(list.data.map((m: { id: string }) => m.id), ["folder-model", "plain", "top-split"]);
+      for (const id of ["folder-model", "top-split"]) {
+        const entry = list.data.find((m: { id: string }) => m.id === id);
+        const model = entry.status.args[entry.status.args.indexOf("--model") + 1];
+        assertMatch(model, /-00001-of-0000\d\.gguf$/, "the first shard is the model path");
+        const res = await postJson(gw, "/tokenize", { model: id, content: "hello" });
+        assertEquals(res.status, 200, `${id}: ${await res.clone().text()}`);
+        assert((await res.json()).tokens.length > 0);
+      }
     } finally {
       await stopAndCheck(gw);
       await Deno.remove(dir, { recursive: true });
