@@ -4,7 +4,7 @@
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { makeModelsDir } from "../helpers/models.ts";
 import { writeTinyLlamaSharded } from "../fixtures/gguf.ts";
-import { startGateway, type TestGateway } from "../helpers/gateway.ts";
+import { startGateway, stopAndCheck } from "../helpers/gateway.ts";
 import { engineAvailable, getJson, postJson, waitForStatus } from "../helpers/http.ts";
 
 const skip = await engineAvailable();
@@ -186,11 +186,6 @@ Deno.test({
     }
   },
 });
-
-async function stopAndCheck(gw: TestGateway): Promise<void> {
-  const code = await gw.stop();
-  assertEquals(code, 0, `gateway exit code; log tail:\n${gw.logs.slice(-20).join("\n")}`);
-}
 
 Deno.test({
   name: "a client that disconnects mid-stream aborts the generation upstream, freeing the engine's slot",

@@ -139,9 +139,6 @@ export async function startGateway(opts: StartOptions): Promise<TestGateway> {
  * command line contains `marker`, if given.
  */
 export async function stopAndCheck(gw: TestGateway, marker?: string): Promise<void> {
-  // Let start-up finish first: signal handlers came only after the "listening" line once (see the
-  // SIGTERM test in reliability_test.ts).
-  await fetch(gw.url + "/health").then((r) => r.body?.cancel()).catch(() => {});
   const code = await gw.stop();
   assertEquals(code, 0, `gateway exit code; log tail:\n${gw.logs.slice(-20).join("\n")}`);
   await waitFor(() => enginesOf(gw.pid).length === 0, 5_000, "no engine left");
