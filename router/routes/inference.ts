@@ -97,7 +97,7 @@ async function resolveModel(
     name = await abortable(deps.downloads.pull(name), signal);
   }
   const record = deps.scheduler.find(name);
-  if (record) requireModelAllowed(c, [model, record.id, ...record.spec.aliases]);
+  if (record) requireModelAllowed(c, record.names);
   return name;
 }
 

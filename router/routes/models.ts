@@ -19,7 +19,7 @@ export function modelRoutes(deps: GatewayDeps): Hono {
     }
     const now = Math.floor(Date.now() / 1000);
     const data = deps.scheduler.records()
-      .filter((r) => !r.spec.hidden && modelVisible(c, [r.id, ...r.spec.aliases]))
+      .filter((r) => !r.spec.hidden && modelVisible(c, r.names))
       .map((r) => modelEntry(r, now));
     return c.json({ object: "list", data });
   };
@@ -29,7 +29,7 @@ export function modelRoutes(deps: GatewayDeps): Hono {
   app.post("/models/load", async (c) => {
     admin(c);
     const name = await modelName(c);
-    requireModelAllowed(c, namesOf(deps, name));
+    requireModelAllowed(c, deps.scheduler.find(name)?.names ?? [name]);
     await deps.scheduler.load(name);
     return c.json({ success: true });
   });
@@ -72,15 +72,10 @@ export function modelRoutes(deps: GatewayDeps): Hono {
     const name = c.req.query("model") ?? "";
     const record = deps.scheduler.find(name);
     if (!record) throw badRequest(`model '${name}' not found`);
-    requireModelAllowed(c, [record.id, ...record.spec.aliases]);
+    requireModelAllowed(c, record.names);
     return c.json({ model: record.id, lines: record.logs });
   });
   return app;
-}
-
-function namesOf(deps: GatewayDeps, name: string): string[] {
-  const record = deps.scheduler.find(name);
-  return record ? [name, record.id, ...record.spec.aliases] : [name];
 }
 
 /** The `model` field of a JSON body; a missing or empty one resolves to no model. */

@@ -105,6 +105,10 @@ export class ModelRecord {
   get id(): string {
     return this.spec.id;
   }
+  /** every name a client may use for this model: its id and aliases */
+  get names(): string[] {
+    return [this.spec.id, ...this.spec.aliases];
+  }
   /** the process exists (or is about to): it holds a place against --models-max */
   get alive(): boolean {
     return this.state === "loading" || this.state === "loaded" || this.state === "sleeping" || this.stopping;
