@@ -27,7 +27,9 @@ export interface EngineExit {
 const EXIT_LINE_NUDGE_MS = 1_000;
 
 /** Output still in the pipes after the engine exits is forwarded, but a grandchild holding them open must not stall the exit report. */
-const DRAIN_AFTER_EXIT_MS = 500;
+// Normally the pipes end with the process; on a starved machine (a browser test beside engines on 2 cores)
+// reading the last lines can take longer than a moment, and they are the ones that say why it failed.
+const DRAIN_AFTER_EXIT_MS = 3_000;
 
 export class EngineProcess {
   readonly pid: number;

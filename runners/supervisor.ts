@@ -62,7 +62,9 @@ export interface LiveProcesses {
 /** After a stop's own timeout, or after `kill`, how long a runner gets before it is SIGKILLed itself. */
 const RUNNER_GRACE_MS = 3_000;
 /** A runner's last lines may trail its exit; a grandchild holding the pipe must not stall `exited`. */
-const DRAIN_AFTER_EXIT_MS = 500;
+// Normally the pipes end with the process; on a starved machine (a browser test beside engines on 2 cores)
+// reading the last lines can take longer than a moment, and they are the ones that say why it failed.
+const DRAIN_AFTER_EXIT_MS = 3_000;
 
 /** A spare used for a load is replaced when that engine is ready, or after this long at the latest. */
 const REFILL_FALLBACK_MS = 5_000;

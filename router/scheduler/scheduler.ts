@@ -91,6 +91,7 @@ export class ModelRecord {
   /** last sign of life while loading (a log line or progress) */
   lastActivity = 0;
   exitCode?: number;
+  exitSignal: string | null = null;
   error?: string;
   progress?: Record<string, unknown>;
   info?: Record<string, unknown>;
@@ -450,6 +451,8 @@ export class Scheduler {
         record.lastActivity = performance.now();
         for (const line of lines) record.pushLog(line);
         this.#opts.log?.(lines.map((line) => `[${record.id}] ${line}`).join("\n"));
+        // the engine's last words may trail its exit: they belong in the reason it failed
+        if (record.failed && record.state === "unloaded") record.error = failureText(record);
         return;
       }
       case "progress": {
@@ -514,10 +517,8 @@ export class Scheduler {
       exitCode,
       failed: crashed,
     });
-    record.error = record.failed
-      ? `exit code ${exitCode}${signal ? ` (${signal})` : ""}; last log lines:\n` +
-        record.logs.slice(-ERROR_LOG_LINES).join("\n")
-      : undefined;
+    record.exitSignal = signal;
+    record.error = record.failed ? failureText(record) : undefined;
     this.#log(
       `${record.id} ${expected ? "stopped" : "exited"} (code ${exitCode}${signal ? `, ${signal}` : ""})`,
     );
@@ -680,6 +681,12 @@ export class Scheduler {
   #log(line: string): void {
     this.#opts.log?.(line);
   }
+}
+
+/** Why a model failed: how its engine ended and its last log lines. */
+function failureText(record: ModelRecord): string {
+  const how = `exit code ${record.exitCode}${record.exitSignal ? ` (${record.exitSignal})` : ""}`;
+  return `${how}; last log lines:\n${record.logs.slice(-ERROR_LOG_LINES).join("\n")}`;
 }
 
 function sameLaunch(a: ModelSpec, b: ModelSpec): boolean {

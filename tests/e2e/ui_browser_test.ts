@@ -61,8 +61,9 @@ Deno.test({
     let gw: TestGateway | undefined;
     const browser = await launchBrowser();
     try {
-      // -n keeps answers short, so that the conversation fits the context as it grows
-      gw = await startGateway({ args: ["--models-dir", dir, "-c", "1024", "-np", "1", "-n", "64"] });
+      // -n bounds answers, so that the conversation fits the context as it grows, yet keeps them long
+      // enough (a few hundred ms at this model's speed) that the page visibly streams them
+      gw = await startGateway({ args: ["--models-dir", dir, "-c", "4096", "-np", "1", "-n", "256"] });
       const page = await browser.context.newPage();
       const pageErrors: string[] = [];
       page.on("pageerror", (e) => pageErrors.push(e.message));
@@ -148,7 +149,7 @@ Deno.test({
         const dialog = page.locator("#model-dialog");
         await dialog.waitFor();
         const args = await dialog.locator("#md-args").innerText();
-        assertIncludes(args, "--ctx-size 1024");
+        assertIncludes(args, "--ctx-size 4096");
         assertIncludes(args, "alpha.gguf");
         // a loaded model shows the port its engine really listens on, not the placeholder 0
         assert(/--port [1-9]\d*/.test(args), `no real port in the arguments:\n${args}`);
