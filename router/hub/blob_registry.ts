@@ -4,7 +4,7 @@
  * bytes in one temp file, and no rollback deletes a blob another download is about to link.
  */
 import { sep } from "node:path";
-import { abortable } from "./abort.ts";
+import { abortable } from "../abort.ts";
 
 const writers = new Map<string, Promise<void>>();
 const claims = new Map<string, number>();

@@ -3,7 +3,7 @@
  * connection, hashed on the way, renamed into place only once size and hash match what the hub listed.
  */
 import { createHash, type Hash } from "node:crypto";
-import { sleep } from "./abort.ts";
+import { sleep } from "../abort.ts";
 import {
   ChecksumMismatchError,
   DiskFullError,

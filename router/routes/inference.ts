@@ -4,6 +4,7 @@
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
+import { abortable, sleep } from "../abort.ts";
 import { requireAdmin, requireModelAllowed } from "../auth.ts";
 import { badRequest, unavailable } from "../errors.ts";
 import { isSafeModelName } from "../sources/names.ts";
@@ -117,7 +118,7 @@ async function proxyTo(
     // the deadline ends with the lease: when the response body has been relayed, or the request failed
     const lease = { ...held, release: () => (held.release(), deadline.end()) };
     try {
-      if (deps.config.fakeTiming) await abortableSleep(FAKE_TIMING_DELAY_MS, signal);
+      if (deps.config.fakeTiming) await sleep(FAKE_TIMING_DELAY_MS, signal);
     } catch (err) {
       held.release();
       throw err;
@@ -217,26 +218,4 @@ async function modelOfBody(req: Request, body: ArrayBuffer): Promise<unknown> {
     throw badRequest("request body must be a JSON object");
   }
   return (parsed as Record<string, unknown>).model;
-}
-
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
-}
-
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -9,6 +9,7 @@
  * used idle model is evicted; a model serving or awaited by a request is never evicted; requests
  * that find no slot wait in a FIFO queue, and a client that leaves frees its place.
  */
+import { abortable, sleep } from "../abort.ts";
 import { badRequest, notFound, serverError, unavailable } from "../errors.ts";
 import { type OptionMap, renderArgs } from "../flags/flags.ts";
 import { renderPresetText } from "../sources/preset.ts";
@@ -298,16 +299,7 @@ export class Scheduler {
   }
 
   #nextChange(signal?: AbortSignal): Promise<void> {
-    const changed = this.#changed.promise;
-    if (!signal) return changed;
-    return new Promise((resolve, reject) => {
-      const onAbort = () => reject(signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
-      changed.then(() => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      });
-    });
+    return abortable(this.#changed.promise, signal);
   }
 
   #notify(): void {
@@ -548,7 +540,7 @@ export class Scheduler {
       } else {
         const deadline = performance.now() + timeoutMs;
         while (record.inflight > 0 && performance.now() < deadline && record.engine) {
-          await Promise.race([this.#nextChange(), sleep(deadline - performance.now())]);
+          await Promise.race([this.#nextChange(), sleep(Math.max(0, deadline - performance.now()))]);
         }
         record.engine?.stop(timeoutMs);
       }
@@ -693,8 +685,4 @@ function sameLaunch(a: ModelSpec, b: ModelSpec): boolean {
   if (a.options.size !== b.options.size) return false;
   for (const [k, v] of a.options) if (b.options.get(k) !== v) return false;
   return true;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }

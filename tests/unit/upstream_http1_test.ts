@@ -673,11 +673,27 @@ function hangingStream(closes: Promise<boolean>[]): RawServer {
   });
 }
 
-Deno.test("upstream http1: an abort mid-stream closes the socket and errors the stream", async () => {
+/** A pool and a server whose streams never end; `closes` gets, per connection, whether the client closed it. */
+async function withHangingStream(
+  fn: (
+    server: ReturnType<typeof hangingStream>,
+    pool: UpstreamPool,
+    closes: Promise<boolean>[],
+  ) => Promise<void>,
+): Promise<void> {
   const closes: Promise<boolean>[] = [];
   const server = hangingStream(closes);
   const pool = new UpstreamPool();
   try {
+    await fn(server, pool, closes);
+  } finally {
+    pool.close();
+    await server.close();
+  }
+}
+
+Deno.test("upstream http1: an abort mid-stream closes the socket and errors the stream", () =>
+  withHangingStream(async (server, pool, closes) => {
     const ac = new AbortController();
     const res = await pool.request(get(server.port, "/", { signal: ac.signal }));
     const reader = res.stream!.getReader();
@@ -691,17 +707,10 @@ Deno.test("upstream http1: an abort mid-stream closes the socket and errors the 
     await waitFor(() => closes.length === 1, 1000, "the server waiting");
     assertEquals(await closes[0], true);
     assertEquals(pool.idleCount(server.port), 0);
-  } finally {
-    pool.close();
-    await server.close();
-  }
-});
+  }));
 
-Deno.test("upstream http1: cancelling the stream closes the socket", async () => {
-  const closes: Promise<boolean>[] = [];
-  const server = hangingStream(closes);
-  const pool = new UpstreamPool();
-  try {
+Deno.test("upstream http1: cancelling the stream closes the socket", () =>
+  withHangingStream(async (server, pool, closes) => {
     const res = await pool.request(get(server.port));
     const reader = res.stream!.getReader();
     await reader.read();
@@ -710,17 +719,10 @@ Deno.test("upstream http1: cancelling the stream closes the socket", async () =>
     await waitFor(() => closes.length === 1, 1000, "the server waiting");
     assertEquals(await closes[0], true);
     assertEquals(pool.idleCount(server.port), 0);
-  } finally {
-    pool.close();
-    await server.close();
-  }
-});
+  }));
 
-Deno.test("upstream http1: an abort before the answer rejects with the reason and closes the socket", async () => {
-  const closes: Promise<boolean>[] = [];
-  const server = hangingStream(closes);
-  const pool = new UpstreamPool();
-  try {
+Deno.test("upstream http1: an abort before the answer rejects with the reason and closes the socket", () =>
+  withHangingStream(async (server, pool, closes) => {
     const ac = new AbortController();
     const pending = pool.request(get(server.port, "/silent", { signal: ac.signal }));
     await waitFor(() => closes.length === 1, 1000, "the request arrived");
@@ -731,11 +733,7 @@ Deno.test("upstream http1: an abort before the answer rejects with the reason an
     const again = await rejection(pool.request(get(server.port, "/", { signal: ac.signal })));
     assertEquals((again as Error).message, "client left");
     assertEquals(server.connections, 1);
-  } finally {
-    pool.close();
-    await server.close();
-  }
-});
+  }));
 
 // ---------------------------------------------------------------------------------------------------------------
 // Pooling
