@@ -11,7 +11,7 @@
  * bench itself), `--client deno|wrk` (load generator; default wrk when installed), `--no-write`.
  */
 import { join } from "node:path";
-import { resolveEngine } from "../runners/engine.ts";
+import { resolveEngine } from "../router/engine/binary.ts";
 import { makeModelsDir } from "../tests/helpers/models.ts";
 import { startGateway, type TestGateway } from "../tests/helpers/gateway.ts";
 import {

@@ -1,6 +1,6 @@
 /** What the HTTP layer needs from the rest of the gateway. Routes get this, nothing more. */
 import type { GatewayConfig } from "./config.ts";
-import type { Downloads } from "./downloads.ts";
+import type { ModelPuller } from "./hub/puller.ts";
 import type { EventBus } from "./scheduler/events.ts";
 import type { Scheduler } from "./scheduler/scheduler.ts";
 import type { UpstreamPool } from "./upstream/http1.ts";
@@ -8,7 +8,8 @@ import type { UpstreamPool } from "./upstream/http1.ts";
 export interface GatewayDeps {
   config: GatewayConfig;
   scheduler: Scheduler;
-  downloads: Downloads;
+  /** pulls models from the Hub into the cache and the model table */
+  puller: ModelPuller;
   /** kept-alive connections to the engines */
   upstream: UpstreamPool;
   events: EventBus;

@@ -4,7 +4,7 @@
  */
 import { FAKE_TIMING_DELAY_MS, type GatewayConfig } from "./config.ts";
 import { createApp } from "./app.ts";
-import { Downloads } from "./downloads.ts";
+import { ModelPuller } from "./hub/puller.ts";
 import { GATEWAY_PID_ENV, killOrphanEngines } from "./orphans.ts";
 import { serverError } from "./errors.ts";
 import { type HubOptions, hubOptionsFromEnv } from "./hub/options.ts";
@@ -16,7 +16,7 @@ import { Scheduler } from "./scheduler/scheduler.ts";
 import { resolveCacheDir } from "./sources/cache_dir.ts";
 import { loadCatalog } from "./sources/catalog.ts";
 import type { SourceOptions } from "./sources/types.ts";
-import { engineVersion, resolveEngine } from "../runners/engine.ts";
+import { engineVersion, resolveEngine } from "./engine/binary.ts";
 import { RunnerPool } from "../runners/supervisor.ts";
 
 export interface Gateway {
@@ -90,7 +90,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
     return reloading;
   };
 
-  const downloads = new Downloads({
+  const puller = new ModelPuller({
     hub,
     scheduler,
     reload,
@@ -98,7 +98,7 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
     log,
   });
   const upstream = new UpstreamPool();
-  const app = createApp({ config, scheduler, downloads, upstream, events, buildInfo, reload, log });
+  const app = createApp({ config, scheduler, puller, upstream, events, buildInfo, reload, log });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({
     hostname: config.host,

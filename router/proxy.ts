@@ -8,7 +8,7 @@
  */
 import { errorBody, errorTypeOf } from "./errors.ts";
 import type { Lease } from "./scheduler/scheduler.ts";
-import { UpstreamError as Http1Error, type UpstreamPool } from "./upstream/http1.ts";
+import { UpstreamError, type UpstreamPool } from "./upstream/http1.ts";
 
 /**
  * Request headers not forwarded: those that describe the client's connection, and the client's
@@ -58,7 +58,7 @@ export async function forward(req: Request, opts: ForwardOptions): Promise<Respo
     if (opts.signal.aborted) throw opts.signal.reason ?? err;
     const message = `model ${lease.modelId} did not answer: ${(err as Error).message}`;
     // only a request the engine never began to answer may be sent again
-    throw new UpstreamError(message, !(err instanceof Http1Error) || err.beforeResponse);
+    throw new EngineUnreachableError(message, !(err instanceof UpstreamError) || err.beforeResponse);
   }
   const out = upstream.headers;
   for (const h of HOP_RESPONSE) out.delete(h);
@@ -90,11 +90,14 @@ export async function forward(req: Request, opts: ForwardOptions): Promise<Respo
   return new Response(withErrorEvent(upstream.stream, lease), { status: upstream.status, headers: out });
 }
 
-/** The engine could not be reached, or failed before answering. */
-export class UpstreamError extends Error {
+/**
+ * The engine could not be reached, or failed before answering. `retryable`: no byte of an answer had
+ * arrived, so a fresh engine may be asked again without duplicating work.
+ */
+export class EngineUnreachableError extends Error {
   constructor(message: string, readonly retryable: boolean) {
     super(message);
-    this.name = "UpstreamError";
+    this.name = "EngineUnreachableError";
   }
 }
 

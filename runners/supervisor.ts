@@ -84,7 +84,8 @@ export function runnerCommand(): CommandLine {
 
 const encoder = new TextEncoder();
 
-class Runner implements RunnerHandle {
+/** The gateway's side of one runner subprocess (runners/runner.ts is the other side). */
+class SupervisedRunner implements RunnerHandle {
   readonly pid: number;
   readonly port: Promise<number>;
   readonly exited: Promise<RunnerExit>;
@@ -273,8 +274,8 @@ class Runner implements RunnerHandle {
  * ```
  */
 export class RunnerPool {
-  #spares: Runner[] = [];
-  #active = new Set<Runner>();
+  #spares: SupervisedRunner[] = [];
+  #active = new Set<SupervisedRunner>();
   #wanted: number;
   #command: CommandLine;
   #log: ((line: string) => void) | undefined;
@@ -348,14 +349,14 @@ export class RunnerPool {
     }, 0);
   }
 
-  #takeSpare(): Runner | undefined {
+  #takeSpare(): SupervisedRunner | undefined {
     this.#spares = this.#spares.filter((runner) => !runner.gone);
     const index = this.#spares.findIndex((runner) => runner.greeted);
     return this.#spares.splice(index >= 0 ? index : 0, 1)[0];
   }
 
-  #spawn(): Runner {
-    return new Runner(this.#command, this.#log, this.#env);
+  #spawn(): SupervisedRunner {
+    return new SupervisedRunner(this.#command, this.#log, this.#env);
   }
 
   #topUp(): void {

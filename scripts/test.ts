@@ -4,7 +4,7 @@
  * tests, the end-to-end tests on the real engine, and llama.cpp's own router conformance tests.
  * Ends with one line `N passed, N failed` over everything.
  */
-import { resolveEngine } from "../runners/engine.ts";
+import { resolveEngine } from "../router/engine/binary.ts";
 
 const log = (line: string) => console.error(`[test] ${line}`);
 

@@ -5,10 +5,11 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { abortable, sleep } from "../abort.ts";
+import { Deadline } from "../deadline.ts";
 import { requireAdmin, requireModelAllowed } from "../auth.ts";
 import { badRequest, unavailable } from "../errors.ts";
 import { isSafeModelName } from "../sources/names.ts";
-import { forward, UpstreamError } from "../proxy.ts";
+import { EngineUnreachableError, forward } from "../proxy.ts";
 import { FAKE_TIMING_DELAY_MS } from "../config.ts";
 import type { GatewayDeps } from "../deps.ts";
 
@@ -92,10 +93,10 @@ async function resolveModel(
   const known = deps.scheduler.find(name);
   // a download entry (in progress, or ended) is not a model yet: pull() joins or restarts the download
   const pulling = known?.state === "downloading" || known?.state === "downloaded";
-  if ((!known || pulling) && autoloadOf(c, deps) && deps.downloads.canPull(name)) {
+  if ((!known || pulling) && autoloadOf(c, deps) && deps.puller.canPull(name)) {
     requireAdmin(c, deps.config.adminKeysConfigured);
     requireModelAllowed(c, [name]);
-    name = await abortable(deps.downloads.pull(name), signal);
+    name = await abortable(deps.puller.pull(name), signal);
   }
   const record = deps.scheduler.find(name);
   if (record) requireModelAllowed(c, record.names);
@@ -132,7 +133,7 @@ async function proxyTo(
         signal,
       });
     } catch (err) {
-      if (!(err instanceof UpstreamError)) throw err;
+      if (!(err instanceof EngineUnreachableError)) throw err;
       if (attempt === 0 && err.retryable && await deps.scheduler.engineGone(held.modelId, held.port, 3000)) {
         deps.log(`${held.modelId} died before answering a request; retrying it on a fresh load`);
         continue;
@@ -141,54 +142,6 @@ async function proxyTo(
     }
   }
 }
-
-/**
- * Aborts when the client goes away or the request outlives --timeout. Deadlines are checked by one
- * shared timer, not a timer each: a timer per request costs measurably at thousands of requests per
- * second, and an `AbortSignal.timeout` would even hold memory for the whole --timeout (an hour by
- * default), long after its request is gone.
- */
-class Deadline {
-  static readonly #active = new Set<Deadline>();
-  static #sweeper: ReturnType<typeof setInterval> | undefined;
-
-  readonly #controller = new AbortController();
-  readonly #expires: number;
-  readonly #onClientGone: () => void;
-
-  constructor(readonly client: AbortSignal, timeoutMs: number) {
-    this.#expires = performance.now() + timeoutMs;
-    this.#onClientGone = () => this.#controller.abort(client.reason);
-    client.addEventListener("abort", this.#onClientGone, { once: true });
-    Deadline.#active.add(this);
-    Deadline.#sweeper ??= setInterval(Deadline.#sweep, Math.min(SWEEP_MS, timeoutMs));
-  }
-
-  get signal(): AbortSignal {
-    return this.#controller.signal;
-  }
-
-  end(): void {
-    this.client.removeEventListener("abort", this.#onClientGone);
-    Deadline.#active.delete(this);
-    if (Deadline.#active.size === 0) {
-      clearInterval(Deadline.#sweeper);
-      Deadline.#sweeper = undefined;
-    }
-  }
-
-  static #sweep(): void {
-    const now = performance.now();
-    for (const d of Deadline.#active) {
-      if (now < d.#expires) continue;
-      d.#controller.abort(new DOMException("request timed out", "TimeoutError"));
-      d.end();
-    }
-  }
-}
-
-/** How often deadlines are checked: a request may outlive --timeout by up to this much. */
-const SWEEP_MS = 250;
 
 /** `?autoload=true|1` forces it on, any other value off; absent: the gateway's setting. */
 function autoloadOf(c: Context, deps: GatewayDeps): boolean {

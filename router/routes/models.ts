@@ -36,7 +36,7 @@ export function modelRoutes(deps: GatewayDeps): Hono {
   app.post("/models/unload", async (c) => {
     admin(c);
     const name = await modelName(c);
-    if (deps.scheduler.find(name)?.state === "downloading") await deps.downloads.cancel(name);
+    if (deps.scheduler.find(name)?.state === "downloading") await deps.puller.cancel(name);
     else deps.scheduler.unload(name);
     return c.json({ success: true });
   });
@@ -47,7 +47,7 @@ export function modelRoutes(deps: GatewayDeps): Hono {
     const name = await modelName(c);
     if (!name) throw badRequest("model must be a non-empty string");
     if (deps.scheduler.find(name)) throw badRequest(`model '${name}' already exists`);
-    void deps.downloads.pull(name);
+    void deps.puller.pull(name);
     return c.json({ success: true });
   });
 
@@ -58,7 +58,7 @@ export function modelRoutes(deps: GatewayDeps): Hono {
     if (!name) throw badRequest("model must be a non-empty string");
     const record = deps.scheduler.records().find((r) => r.id === name);
     if (!record) throw notFound(`model name=${name} is not found`);
-    if (record.state === "downloading") await deps.downloads.cancel(name);
+    if (record.state === "downloading") await deps.puller.cancel(name);
     if (record.spec.source !== "cache" || !record.spec.cache) {
       throw badRequest(`model name=${name} is not removable (not from cache)`);
     }

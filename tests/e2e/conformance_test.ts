@@ -14,7 +14,7 @@ import { assertEquals } from "../helpers/assert.ts";
 import { addToHfCache } from "../helpers/models.ts";
 import { startFakeHub } from "../fixtures/fake_hub.ts";
 import { tinyLlamaGguf } from "../fixtures/gguf.ts";
-import { engineCacheDir } from "../../runners/engine.ts";
+import { engineCacheDir } from "../../router/engine/binary.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const UPSTREAM_TESTS = join(engineCacheDir(Deno.env.toObject()), "src", "tools", "server", "tests");

@@ -5,7 +5,7 @@
  * writer is missing.
  */
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { resolveEngine } from "../../runners/engine.ts";
+import { resolveEngine } from "../../router/engine/binary.ts";
 import { isAlive } from "../../runners/lifeline.ts";
 import type { EngineLaunch, RunnerMessage } from "../../runners/protocol.ts";
 import { RunnerPool } from "../../runners/supervisor.ts";
@@ -19,7 +19,7 @@ async function prerequisites(): Promise<{ bin: string; writeTinyLlama: WriteTiny
   try {
     bin = await resolveEngine({ env: Deno.env.toObject(), build: false });
   } catch (error) {
-    return `no llama-server (${(error as Error).message}); run \`deno run -A runners/engine.ts\``;
+    return `no llama-server (${(error as Error).message}); run \`deno task engine\``;
   }
   try {
     const gguf = await import("../fixtures/gguf.ts");

@@ -1,6 +1,6 @@
 /** llama-server on its own (no gateway in front) for end-to-end tests: where it is, and a started one. */
 import { join } from "node:path";
-import { engineCacheDir } from "../../runners/engine.ts";
+import { engineCacheDir } from "../../router/engine/binary.ts";
 import { delay } from "./wait.ts";
 import { pickLoopbackPort } from "../../runners/runner.ts";
 

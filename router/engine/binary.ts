@@ -3,7 +3,7 @@
  * package carries the source as a git bundle), so the gateway never depends on what a distribution
  * ships. `deno task engine` prints the binary's path, building it if needed.
  */
-import { forEachLine } from "./lines.ts";
+import { forEachLine } from "../../runners/lines.ts";
 
 /** The npm package whose `llama/gitRelease.bundle` is the pinned llama.cpp source. */
 export const ENGINE_PACKAGE = "node-llama-cpp@3.21.1";

@@ -3,7 +3,12 @@
  * can be built, and reading the version. No real build runs here.
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "../helpers/assert.ts";
-import { buildEngine, EngineNotFoundError, engineVersion, resolveEngine } from "../../runners/engine.ts";
+import {
+  buildEngine,
+  EngineNotFoundError,
+  engineVersion,
+  resolveEngine,
+} from "../../router/engine/binary.ts";
 
 async function executable(path: string, script = "#!/bin/sh\nexit 0\n"): Promise<string> {
   await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });

@@ -4,8 +4,8 @@
  * keeps the model table (the scheduler) and the event feed in step with it, and rereads the cache
  * when a download lands so the model appears under its cache id.
  */
-import { ApiError, badRequest, notFound, serverError, unavailable } from "./errors.ts";
-import { DownloadManager } from "./hub/download.ts";
+import { ApiError, badRequest, notFound, serverError, unavailable } from "../errors.ts";
+import { DownloadManager } from "./download.ts";
 import {
   ChecksumMismatchError,
   DiskFullError,
@@ -15,12 +15,12 @@ import {
   InvalidRepoError,
   QuantNotFoundError,
   RepoNotFoundError,
-} from "./hub/errors.ts";
-import type { HubOptions } from "./hub/options.ts";
-import { parseHubSpec } from "./hub/quant.ts";
-import type { Scheduler } from "./scheduler/scheduler.ts";
+} from "./errors.ts";
+import type { HubOptions } from "./options.ts";
+import { parseHubSpec } from "./quant.ts";
+import type { Scheduler } from "../scheduler/scheduler.ts";
 
-export interface DownloadsOptions {
+export interface ModelPullerOptions {
   hub: HubOptions;
   scheduler: Scheduler;
   /** rereads every source (the cache among them) */
@@ -29,13 +29,13 @@ export interface DownloadsOptions {
   log: (line: string) => void;
 }
 
-export class Downloads {
+export class ModelPuller {
   readonly #manager: DownloadManager;
-  readonly #opts: DownloadsOptions;
+  readonly #opts: ModelPullerOptions;
   /** downloads in progress, by the name they were asked for; resolve to the model's cache id */
   readonly #pending = new Map<string, Promise<string>>();
 
-  constructor(opts: DownloadsOptions) {
+  constructor(opts: ModelPullerOptions) {
     this.#opts = opts;
     this.#manager = new DownloadManager({
       ...opts.hub,
