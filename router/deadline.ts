@@ -15,7 +15,9 @@ export class Deadline {
   constructor(readonly client: AbortSignal, timeoutMs: number) {
     this.#expires = performance.now() + timeoutMs;
     this.#onClientGone = () => this.#controller.abort(client.reason);
-    client.addEventListener("abort", this.#onClientGone, { once: true });
+    // a client gone before the request got here sends no abort event any more
+    if (client.aborted) this.#controller.abort(client.reason);
+    else client.addEventListener("abort", this.#onClientGone, { once: true });
     Deadline.#active.add(this);
     Deadline.#sweeper ??= setInterval(Deadline.#sweep, Math.min(SWEEP_MS, timeoutMs));
   }

@@ -16,9 +16,10 @@ import {
   withGateway,
 } from "../helpers/gateway.ts";
 import { engineAvailable, getJson, postJson, postJsonWith, waitForStatus } from "../helpers/http.ts";
+import { ENDLESS_ENGINE_ARGS, ENDLESS_GENERATION } from "../helpers/llama_server.ts";
 import { assertErrorBody, chatBody, readSse } from "../helpers/openai.ts";
 import { engineOf, enginesOf, ppidOf, processesWith, readProc, runnersOf } from "../helpers/processes.ts";
-import { delay, waitFor } from "../helpers/wait.ts";
+import { delay, HANG_MS, waitFor, within } from "../helpers/wait.ts";
 import { isAlive } from "../../runners/lifeline.ts";
 
 const skip = await engineAvailable();
@@ -38,25 +39,33 @@ const base = { ignore: !!skip, sanitizeResources: false, sanitizeOps: false };
 /** `args` for `withGateway`, and no process naming a path under the models dir left at the end. */
 const inDir = (args: string[]) => (dir: string): GatewaySetup => ({ args, marker: `${dir}/` });
 
+/**
+ * What the README promises for a SIGKILLed runner or gateway: no engine left within 5 s. The kernel's
+ * parent-death signal does the killing (runners/lifeline.ts), so this bound is not one on the machine's
+ * speed; every other wait here only bounds a hang.
+ */
+const ORPHAN_FREE_MS = 5_000;
+
 // ---- 1. an engine SIGKILLed mid-stream ---------------------------------------------------------------
 
 Deno.test({
   ...base,
   name: "an engine killed mid-stream: the stream ends with an error event, the model is failed, then reloads",
   fn: () =>
-    withGateway(["alpha", "beta"], inDir(["-c", "4096", "-np", "1"]), async (gw, dir) => {
+    withGateway(["alpha", "beta"], inDir(["-np", "1", ...ENDLESS_ENGINE_ARGS]), async (gw, dir) => {
       assertEquals((await postJson(gw, "/tokenize", { model: "beta", content: "x" })).status, 200);
       const betaPid = engineOf(join(dir, "beta.gguf"));
+      // a generation that never ends by itself: the kill always lands mid-stream, and the stream can only
+      // end because the gateway noticed the engine die
       const res = await postJsonWith(
         gw,
         "/v1/chat/completions",
-        chatBody("alpha", { max_tokens: 2000, stream: true }),
-        { signal: AbortSignal.timeout(30_000) },
+        chatBody("alpha", { ...ENDLESS_GENERATION, stream: true }),
+        { signal: AbortSignal.timeout(HANG_MS) },
       );
       assertEquals(res.status, 200);
       const alphaPid = engineOf(join(dir, "alpha.gguf"));
       let killed = false;
-      const started = performance.now();
       const events = await readSse(res, (n) => {
         if (n >= 3 && !killed) {
           killed = true;
@@ -64,14 +73,13 @@ Deno.test({
         }
       });
       assert(killed, "the stream produced chunks before the kill");
-      assert(performance.now() - started < 20_000, "the stream ended soon after the kill");
       const last = events.at(-1)!;
       assert(last !== "[DONE]", "the stream did not finish normally");
       const final = JSON.parse(last);
       assertErrorBody(final, final?.error?.code, "final SSE event");
       assertMatch(final.error.message, /alpha/);
 
-      await waitForStatus(gw, "alpha", "unloaded", 10_000);
+      await waitForStatus(gw, "alpha", "unloaded");
       const alpha = await entry(gw, "alpha");
       assertEquals(alpha.status.failed, true);
       assertEquals(typeof alpha.status.exit_code, "number");
@@ -99,8 +107,8 @@ Deno.test({
       const runnerPid = ppidOf(enginePid);
       assert(runnersOf(gw.pid).includes(runnerPid), `engine ${enginePid}'s parent ${runnerPid} is a runner`);
       Deno.kill(runnerPid, "SIGKILL");
-      await waitFor(() => !isAlive(enginePid), 5_000, "the engine died with its runner");
-      await waitForStatus(gw, "alpha", "unloaded", 5_000);
+      await waitFor(() => !isAlive(enginePid), ORPHAN_FREE_MS, "the engine died with its runner");
+      await waitForStatus(gw, "alpha", "unloaded");
       const alpha = await entry(gw, "alpha");
       assertEquals(alpha.status.failed, true, JSON.stringify(alpha.status));
       assert(alpha.status.exit_code !== 0);
@@ -138,7 +146,7 @@ Deno.test({
         () =>
           [...engines, ...runners].every((pid) => !isAlive(pid)) && enginesOf(gw.pid).length === 0 &&
           processesWith(`${dir}/`).length === 0,
-        5_000,
+        ORPHAN_FREE_MS,
         "every runner and engine of the killed gateway is gone",
       );
     } finally {
@@ -161,41 +169,52 @@ Deno.test({
   name: "SIGTERM during a streaming request: the request completes, the gateway exits 0, no engine is left",
   async fn() {
     const dir = await makeModelsDir(["alpha"]);
-    // a generous stop-timeout: on a busy machine the answer may take longer than the default 10 s
+    // a stop-timeout no machine's 300 tokens come near: the default 10 s could cut a slow one short
     const preset = join(dir, "preset.ini");
-    await Deno.writeTextFile(preset, "[*]\nstop-timeout = 60\n");
+    await Deno.writeTextFile(preset, "[*]\nstop-timeout = 600\n");
     const gw = await startGateway({
       args: ["--models-dir", dir, "--models-preset", preset, "-c", "1024", "-np", "1"],
       env: await isolatedEnv(),
     });
     let stopped = false;
+    let engine: number | undefined;
     try {
       const res = await postJsonWith(
         gw,
         "/v1/chat/completions",
         chatBody("alpha", { max_tokens: 300, stream: true, ignore_eos: true }),
-        { signal: AbortSignal.timeout(60_000) },
+        { signal: AbortSignal.timeout(HANG_MS) },
       );
       assertEquals(res.status, 200);
-      let signalled = false;
+      engine = engineOf(join(dir, "alpha.gguf"));
+      const frozen = engine;
+      let heard: Promise<string> | undefined;
       const events = await readSse(res, (n) => {
-        if (n >= 2 && !signalled) {
-          signalled = true;
-          Deno.kill(gw.pid, "SIGTERM");
-        }
+        if (n !== 2) return;
+        // The engine is frozen before the gateway gets SIGTERM and thawed once it has said so: the answer
+        // is still being generated when the stop begins, however fast the engine is.
+        Deno.kill(frozen, "SIGSTOP");
+        Deno.kill(gw.pid, "SIGTERM");
+        heard = gw.waitForLog(/SIGTERM: stopping/).finally(() => Deno.kill(frozen, "SIGCONT"));
       });
-      assert(signalled);
+      assert(heard, "the stream produced chunks before the SIGTERM");
+      await heard;
       assertEquals(events.at(-1), "[DONE]", `the stream finished normally: ${events.slice(-2).join(" | ")}`);
       const chunks = events.filter((e) => e !== "[DONE]").map((e) => JSON.parse(e));
       assert(chunks.every((c) => !c.error), "no error event");
       assert(chunks.length > 100, `the whole answer came through (${chunks.length} chunks)`);
-      const status = await Promise.race([gw.status, delay(30_000).then(() => undefined)]);
-      assert(status, "the gateway exited after the request");
+      const status = await within(gw.status, "the gateway exiting after the request");
       stopped = true;
       assertEquals(status.code, 0, `exit code; log tail:\n${gw.logs.slice(-15).join("\n")}`);
-      await waitFor(() => enginesOf(gw.pid).length === 0, 5_000, "no engine left");
+      await waitFor(() => enginesOf(gw.pid).length === 0, HANG_MS, "no engine left");
       assertEquals(processesWith(`${dir}/`), []);
     } finally {
+      // a failed assertion must not leave the engine frozen, waiting out the stop-timeout
+      if (engine !== undefined) {
+        try {
+          Deno.kill(engine, "SIGCONT");
+        } catch { /* gone */ }
+      }
       if (!stopped) await gw.stop();
       await Deno.remove(dir, { recursive: true });
     }
@@ -211,18 +230,24 @@ Deno.test({
     const models = ["m0", "m1", "m2", "m3", "m4", "m5"];
     await withGateway(models, inDir(["--models-max", "2", "-c", "256", "-np", "1"]), async (gw, dir) => {
       let sampling = true;
-      let maxEngines = 0, maxAlive = 0, samples = 0;
+      let maxEngines = 0, maxAlive = 0, samples = 0, polls = 0;
+      // Engines are counted on a timer and after every answer: however fast or slow the run, that is at
+      // least 200 counts spread over it.
+      const countEngines = () => {
+        maxEngines = Math.max(maxEngines, processesWith(`${dir}/`).length, enginesOf(gw.pid).length);
+        samples++;
+      };
       const sampler = (async () => {
         while (sampling) {
-          maxEngines = Math.max(maxEngines, processesWith(`${dir}/`).length, enginesOf(gw.pid).length);
+          countEngines();
           try {
             const list = await getJson(gw, "/models");
             const alive = list.data.filter((m: ModelEntry) =>
               ["loading", "loaded", "sleeping"].includes(m.status.value)
             ).length;
             maxAlive = Math.max(maxAlive, alive);
+            polls++;
           } catch { /* counted by the request tally if the gateway misbehaves */ }
-          samples++;
           await delay(50);
         }
       })();
@@ -244,8 +269,11 @@ Deno.test({
         const started = performance.now();
         const outcomes = await Promise.all(requests.map(async (r) => {
           try {
-            const res = await postJsonWith(gw, r.path, r.body, { signal: AbortSignal.timeout(60_000) });
+            // every request is sent at once and waits its turn: the bound on a hang is one on the whole
+            // burst, which takes a minute on a busy two-core machine
+            const res = await postJsonWith(gw, r.path, r.body, { signal: AbortSignal.timeout(10 * HANG_MS) });
             const text = await res.text();
+            countEngines();
             let ok: string | undefined;
             if (res.status === 200 && r.kind === "stream") {
               const events = text.split("\n").filter((l) => l.startsWith("data: "));
@@ -275,14 +303,15 @@ Deno.test({
           tally[key] = (tally[key] ?? 0) + 1;
         }
         console.log(
-          `  200 requests in ${Math.round(elapsed)} ms; ${samples} samples, at most ${maxEngines} engines ` +
+          `  200 requests in ${Math.round(elapsed)} ms; ${samples} engine counts and ${polls} /models ` +
+            `polls, at most ${maxEngines} engines ` +
             `and ${maxAlive} alive models; tally ${JSON.stringify(tally)}`,
         );
         const problems = outcomes.filter((o) => o.problem);
         assertEquals(problems.map((o) => `${o.i} ${o.path} ${o.model}: ${o.problem}`), []);
         const wrong = outcomes.filter((o) => o.status !== (o.bad ? 400 : 200));
         assertEquals(wrong.map((o) => `${o.i} ${o.kind} ${o.model}: ${o.status} ${o.text}`), []);
-        assert(samples > 5, `the sampler ran (${samples} samples)`);
+        assert(samples >= 200 && polls > 0, `the samplers ran (${samples} counts, ${polls} polls)`);
         assert(maxEngines <= 2, `at most 2 engines at once, saw ${maxEngines}`);
         assert(maxAlive <= 2, `at most 2 models loading or loaded at once, saw ${maxAlive}`);
       } finally {
@@ -330,10 +359,10 @@ Deno.test({
         assertEquals(await load.json(), { success: true });
         await waitFor(
           () => loads() === 3 && exits() === 3,
-          10_000,
+          HANG_MS,
           "the explicit load was attempted and failed",
         );
-        await waitForStatus(gw, "alpha", "unloaded", 5_000);
+        await waitForStatus(gw, "alpha", "unloaded");
         assertEquals((await entry(gw, "alpha")).status.failed, true);
         const after = await postJson(gw, "/v1/chat/completions", chatBody("alpha"));
         assertEquals(after.status, 500, "the count was reset: the model is attempted again, not refused");
@@ -363,18 +392,17 @@ Deno.test({
         const hung = () => enginesOf(gw.pid).filter((pid) => readProc(pid, "cmdline").includes(marker));
         const started = performance.now();
         const res = await postJsonWith(gw, "/v1/chat/completions", chatBody("alpha"), {
-          signal: AbortSignal.timeout(30_000),
+          signal: AbortSignal.timeout(HANG_MS),
         });
         const elapsed = performance.now() - started;
         const body = await res.json();
         assertEquals(res.status, 500, JSON.stringify(body));
         assertErrorBody(body, 500, "hung load");
         assertMatch(body.error.message, /looks hung/);
-        assert(
-          elapsed >= 2_000 && elapsed <= 6_000,
-          `failed after ${Math.round(elapsed)} ms, expected ~3-6 s`,
-        );
-        await waitFor(() => hung().length === 0, 5_000, "the hung process is gone");
+        // a lower bound only: the engine is silent from its first line on, so the gateway cannot give up
+        // sooner; how much later it does depends on the machine
+        assert(elapsed >= 2_000, `failed after ${Math.round(elapsed)} ms, before 2 s of silence`);
+        await waitFor(() => hung().length === 0, HANG_MS, "the hung process is gone");
         assertEquals(processesWith(`sleep ${marker}`), []);
         assertEquals((await entry(gw, "alpha")).status.failed, true);
       });
@@ -401,10 +429,10 @@ Deno.test({
     }).spawn();
     try {
       await withGateway(["alpha"], inDir([]), async (gw) => {
-        const status = await Promise.race([orphan.status, delay(5_000).then(() => undefined)]);
-        assert(status, "the orphan was killed");
+        // the gateway kills orphans before it listens: by now the kill has been sent
+        const status = await within(orphan.status, "the orphan killed at start-up");
         assertEquals(status.signal, "SIGKILL");
-        const line = await gw.waitForLog(/engines left by an earlier gateway/, 1_000);
+        const line = await gw.waitForLog(/engines left by an earlier gateway/);
         assertMatch(line, new RegExp(`pids .*\\b${orphan.pid}\\b`));
       });
     } finally {
@@ -428,7 +456,7 @@ Deno.test({
       for (let i = 0; i < 5; i++) {
         const gw = await startGateway({ args: ["--models-dir", dir], env: await isolatedEnv() });
         codes.push(await gw.stop());
-        await waitFor(() => enginesOf(gw.pid).length === 0, 5_000, "no engine left");
+        await waitFor(() => enginesOf(gw.pid).length === 0, HANG_MS, "no engine left");
       }
       // signals are handled from the first moment, also while the gateway is still starting
       assertEquals(codes, [0, 0, 0, 0, 0], "exit codes of gateways stopped right after 'listening'");

@@ -10,7 +10,7 @@ import { isAlive } from "../../runners/lifeline.ts";
 import type { EngineLaunch, RunnerMessage } from "../../runners/protocol.ts";
 import { RunnerPool } from "../../runners/supervisor.ts";
 import { statusKiB } from "../helpers/processes.ts";
-import { delay, waitFor } from "../helpers/wait.ts";
+import { delay, HANG_MS, waitFor } from "../helpers/wait.ts";
 
 type WriteTinyLlama = (path: string, opts?: Record<string, unknown>) => Promise<void>;
 
@@ -28,6 +28,15 @@ async function prerequisites(): Promise<{ bin: string; writeTinyLlama: WriteTiny
     return `no GGUF writer at tests/fixtures/gguf.ts (${(error as Error).message})`;
   }
 }
+
+/**
+ * Lets the spare runner finish starting (its hello, its warm-up spawn), as in a gateway that has been up
+ * a while. Only the printed numbers depend on it, never a verdict.
+ */
+const settleForMeasurement = () => delay(300);
+
+/** A stop that must end gracefully: the SIGKILL it falls back to must never come first on a slow machine. */
+const GRACEFUL_MS = HANG_MS;
 
 const ready = await prerequisites();
 if (typeof ready === "string") console.error(`runner_engine_test: skipped: ${ready}`);
@@ -83,7 +92,7 @@ function runnerTest(name: string, body: (setup: Setup) => Promise<void>): void {
         await pool.shutdown();
         await Deno.remove(dir, { recursive: true });
       }
-      await waitFor(() => seen.every((pid) => !isAlive(pid)), 5_000, "no runner or engine left");
+      await waitFor(() => seen.every((pid) => !isAlive(pid)), HANG_MS, "no runner or engine left");
     },
   });
 }
@@ -93,14 +102,14 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 runnerTest(
   "runner + llama-server: spare start, progress, ready, serve, sleep, wake, graceful stop",
   async ({ launch, pool, seen }) => {
-    await waitFor(() => pool.live().runners.length === 1, 10_000, "spare runner");
-    await delay(300);
+    await waitFor(() => pool.live().runners.length === 1, HANG_MS, "spare runner");
+    await settleForMeasurement();
     const spareRss = memory(pool.live().runners[0]);
     const rec = recorder();
     const t0 = performance.now();
     const runner = pool.start(launch(["--alias", "tiny", "--sleep-idle-seconds", "1"]), rec.onMessage);
     const port = await runner.port;
-    await waitFor(() => rec.count("ready") === 1, 60_000, `ready; log:\n${rec.logs()}`);
+    await waitFor(() => rec.count("ready") === 1, HANG_MS, `ready; log:\n${rec.logs()}`);
     seen.push(runner.pid, runner.enginePid!);
     const first = rec.messages.find((m) => m.message.type === "ready")!.message as {
       info: { id?: string };
@@ -126,7 +135,7 @@ runnerTest(
     );
 
     // --sleep-idle-seconds 1: the engine frees its weights and says so; a request wakes it.
-    await waitFor(() => rec.count("sleeping") === 1, 10_000, "sleeping");
+    await waitFor(() => rec.count("sleeping") === 1, HANG_MS, "sleeping");
     const progressBefore = rec.count("progress");
     const completion = await fetch(`http://127.0.0.1:${port}/completion`, {
       method: "POST",
@@ -135,13 +144,13 @@ runnerTest(
     });
     assertEquals(completion.status, 200);
     await completion.body?.cancel();
-    await waitFor(() => rec.count("ready") === 2, 20_000, "ready after wake-up");
+    await waitFor(() => rec.count("ready") === 2, HANG_MS, "ready after wake-up");
     const wake = rec.messages.filter((m) => m.message.type === "ready")[1].message;
     assertEquals(wake, { type: "ready", info: {} });
     assert(rec.count("progress") > progressBefore, "progress while waking up");
 
     const enginePid = runner.enginePid!;
-    await runner.stop(10_000);
+    await runner.stop(GRACEFUL_MS);
     assertEquals(await runner.exited, { code: 0, signal: null });
     assert(!isAlive(enginePid), "engine gone after stop");
     assert(rec.logs().length > 0);
@@ -157,24 +166,25 @@ runnerTest(
       // a gateway up for a while has its spare waiting
       await waitFor(
         () => pool.live().runners.length >= 1 && pool.live().engines.length === 0,
-        10_000,
+        HANG_MS,
         "spare",
       );
-      await delay(300);
+      await settleForMeasurement();
       const rec = recorder();
       const t0 = performance.now();
       const runner = pool.start(launch(), rec.onMessage);
-      await waitFor(() => rec.count("ready") === 1, 60_000, `ready; log:\n${rec.logs()}`);
+      await waitFor(() => rec.count("ready") === 1, HANG_MS, `ready; log:\n${rec.logs()}`);
       spawned.push(rec.at("spawned")! - t0);
       readyMs.push(rec.at("ready")! - t0);
       seen.push(runner.pid, runner.enginePid!);
       if (i < 4) {
-        await runner.stop(10_000);
+        await runner.stop(GRACEFUL_MS);
         continue;
       }
       const enginePid = runner.enginePid!;
       Deno.kill(runner.pid, "SIGKILL");
       assertEquals((await runner.exited).signal, "SIGKILL");
+      // the README's 5 s: the kernel's parent-death signal kills the engine, whatever the machine's speed
       await waitFor(() => !isAlive(enginePid), 5_000, "engine dies with its runner");
     }
     console.log(
@@ -196,7 +206,7 @@ runnerTest(
       const runner = pool.start(launch(), (m) => {
         if (m.type !== "ready") return;
         readyAt = performance.now();
-        runner.stop(10_000);
+        runner.stop(GRACEFUL_MS);
       });
       const exit = await runner.exited;
       exits.push({ ...exit, ms: performance.now() - readyAt });
@@ -207,7 +217,7 @@ runnerTest(
         exits.map((e) => e.code)
       }`,
     );
+    // graceful every time, so before the SIGKILL due after GRACEFUL_MS; how soon depends on the machine
     assert(exits.every((e) => e.code === 0 && e.signal === null), JSON.stringify(exits));
-    assert(exits.every((e) => e.ms < 5_000), JSON.stringify(exits));
   },
 );

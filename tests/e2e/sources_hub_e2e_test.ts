@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
-import { startGateway, type TestGateway } from "../helpers/gateway.ts";
+import { runMain, startGateway, type TestGateway } from "../helpers/gateway.ts";
 import { engineAvailable, getJson, type HasUrl, postJson, waitForStatus } from "../helpers/http.ts";
 import { hubRepoDir, sha256Hex } from "../helpers/hf_cache.ts";
 import { engineBinPath, startEngine } from "../helpers/llama_server.ts";
@@ -15,6 +15,7 @@ import { addToHfCache, liveEngines } from "../helpers/models.ts";
 import { chatBody } from "../helpers/openai.ts";
 import { FAKE_HUB_TOKEN, type FakeHub, type FakeRepo, startFakeHub } from "../fixtures/fake_hub.ts";
 import { tinyLlamaGguf } from "../fixtures/gguf.ts";
+import { HANG_MS, waitFor } from "../helpers/wait.ts";
 
 const skip = await engineAvailable();
 
@@ -114,7 +115,7 @@ async function entry(gw: HasUrl, id: string): Promise<Entry | undefined> {
   return (await listModels(gw)).find((m) => m.id === id);
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = HANG_MS): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -137,6 +138,12 @@ async function filesUnder(dir: string, prefix = ""): Promise<string[]> {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
   return out.sort();
+}
+
+/** A `download_progress` event that shows bytes of a file arrived. */
+function bytesArrived(e: SseEvent): boolean {
+  return e.event === "download_progress" &&
+    Object.values(e.data!.progress as Record<string, { done: number }>).some((p) => p.done > 0);
 }
 
 /** GETs of one file's bytes: the LFS CDN path (resolve only redirects there). */
@@ -181,8 +188,8 @@ class SseFeed {
     })().catch(() => {});
   }
 
-  /** The first event (from `from` on) that matches. */
-  async waitFor(pred: (e: SseEvent) => boolean, timeoutMs = 15_000, from = 0): Promise<SseEvent> {
+  /** The first event (from `from` on) that matches; `timeoutMs` only bounds a hang. */
+  async waitFor(pred: (e: SseEvent) => boolean, timeoutMs = HANG_MS, from = 0): Promise<SseEvent> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const hit = this.events.slice(from).find(pred);
@@ -212,14 +219,13 @@ class SseFeed {
 /** No engine of ours outlives its gateway (another engineer's llama-server may run on this machine). */
 async function assertNoEngines(): Promise<void> {
   const pattern = `llama-server.*(${OWNER}/|${ROOT})`;
-  let left: number[] = [];
-  for (let i = 0; i < 50; i++) {
-    left = await liveEngines(pattern);
-    if (left.length === 0) return;
-    await new Promise((r) => setTimeout(r, 100));
+  try {
+    // an engine left behind stays: a bound generous for a slow machine still catches it
+    await waitFor(async () => (await liveEngines(pattern)).length === 0, HANG_MS, "no engine left", 100);
+  } catch {
+    const out = await new Deno.Command("pgrep", { args: ["-af", pattern], stdout: "piped" }).output();
+    throw new Error(`llama-server processes left behind:\n${new TextDecoder().decode(out.stdout)}`);
   }
-  const out = await new Deno.Command("pgrep", { args: ["-af", pattern], stdout: "piped" }).output();
-  throw new Error(`llama-server processes left behind:\n${new TextDecoder().decode(out.stdout)}`);
 }
 
 async function stopAll(gws: (TestGateway | undefined)[], hubs: (FakeHub | undefined)[]): Promise<void> {
@@ -312,19 +318,21 @@ Deno.test({
         "POST /models downloads with model_status, download_progress, download_finished",
         async () => {
           const from = sse.events.length;
-          hub.faults.throttle(MODEL_BYTES); // about 1 s for the file
+          // the hub holds the second half of the file until the progress of the first half has been seen
+          const release = hub.faults.stall("other-Q4_K_M.gguf");
           try {
             const res = await postJson(g, "/models", { model: `${OTHER}:Q4_K_M` });
             assertEquals(await res.json(), { success: true });
-            const finished = await sse.waitFor(
-              (e) => e.event === "download_finished" || e.event === "download_failed",
-              20_000,
-              from,
-            );
-            assertEquals(finished.event, "download_finished", JSON.stringify(finished));
+            await sse.waitFor((e) => e.model === `${OTHER}:Q4_K_M` && bytesArrived(e), HANG_MS, from);
           } finally {
-            hub.faults.throttle(null);
+            release();
           }
+          const finished = await sse.waitFor(
+            (e) => e.event === "download_finished" || e.event === "download_failed",
+            HANG_MS,
+            from,
+          );
+          assertEquals(finished.event, "download_finished", JSON.stringify(finished));
           const mine = sse.events.slice(from).filter((e) => e.model === `${OTHER}:Q4_K_M`);
           const kinds = mine.map((e) => e.event);
           assertEquals(mine[0].event, "model_status");
@@ -340,7 +348,7 @@ Deno.test({
             const e = await entry(g, `${OTHER}:Q4_K_M`);
             return e?.status.value === "unloaded" && e.source === "cache" ? e : undefined;
           });
-          await sse.waitFor((e) => e.event === "models_reload", 5_000, from);
+          await sse.waitFor((e) => e.event === "models_reload", HANG_MS, from);
         },
       );
 
@@ -355,27 +363,22 @@ Deno.test({
         async () => {
           const name = `${CANCEL}:Q4_K_M`;
           const from = sse.events.length;
-          hub.faults.throttle(Math.floor(MODEL_BYTES / 8)); // ~8 s: it is cancelled long before
+          // the hub holds the second half of the file: the download is still under way when it is unloaded
+          const release = hub.faults.stall("cancel-Q4_K_M.gguf");
           try {
             assertEquals(await (await postJson(g, "/models", { model: name })).json(), { success: true });
-            await sse.waitFor(
-              (e) =>
-                e.model === name && e.event === "download_progress" &&
-                Object.values(e.data!.progress as Record<string, { done: number }>).some((p) => p.done > 0),
-              10_000,
-              from,
-            );
+            await sse.waitFor((e) => e.model === name && bytesArrived(e), HANG_MS, from);
             assertEquals((await entry(g, name))?.status.value, "downloading");
             const partial = await filesUnder(hubRepoDir(cache, CANCEL));
             assert(partial.some((f) => f.endsWith(".incomplete")), `mid-download: ${partial}`);
             const res = await postJson(g, "/models/unload", { model: name });
             assertEquals(res.status, 200, await res.text());
           } finally {
-            hub.faults.throttle(null);
+            release();
           }
           const failed = await sse.waitFor(
             (e) => e.model === name && e.event === "download_failed",
-            5_000,
+            HANG_MS,
             from,
           );
           assert(failed);
@@ -451,7 +454,6 @@ Deno.test({
             ["-hf", `${TINY}:Q8_0`, "--offline", "-c", "512"],
             {
               env: { LLAMA_CACHE: cache, HF_ENDPOINT: hub.url, MODEL_ENDPOINT: hub.url },
-              timeoutMs: 30_000,
             },
           );
           try {
@@ -488,7 +490,7 @@ Deno.test({
         );
         const ids = (await listModels(g)).map((m) => m.id);
         assert(!ids.includes(`${TINY}:Q8_0`) && ids.includes(`${TINY}:Q4_K_M`), JSON.stringify(ids));
-        await sse.waitFor((e) => e.event === "model_remove" && e.model === `${TINY}:Q8_0`, 5_000, from);
+        await sse.waitFor((e) => e.event === "model_remove" && e.model === `${TINY}:Q8_0`, HANG_MS, from);
       });
 
       await t.step("DELETE of a --models-dir model is a 400, of an unknown one a 404", async () => {
@@ -607,7 +609,7 @@ Deno.test({
       await t.step(
         "load-on-startup model is loaded shortly after start and answers under its alias",
         async () => {
-          await waitForStatus(g, "my-alias-model", "loaded", 20_000);
+          await waitForStatus(g, "my-alias-model", "loaded");
           const e = (await entry(g, "my-alias-model"))!;
           assertEquals(e.source, "preset");
           assertEquals(e.aliases, ["short"]);
@@ -624,7 +626,7 @@ Deno.test({
         async () => {
           const load = await postJson(g, "/models/load", { model: "keep" });
           assertEquals(load.status, 200, await load.text());
-          await waitForStatus(g, "keep", "loaded", 20_000);
+          await waitForStatus(g, "keep", "loaded");
           const keepArgs = await argsOf("keep");
           await write({ "my-alias-model": [...alias, "c = 256"], "keep": keep });
           const list = await listModels(g, true);
@@ -667,7 +669,7 @@ Deno.test({
           "newcomer": ["model = " + join(dir, "d.gguf")],
         });
         Deno.kill(g.pid, "SIGHUP");
-        const added = await until("newcomer after SIGHUP", () => entry(g, "newcomer"), 10_000);
+        const added = await until("newcomer after SIGHUP", () => entry(g, "newcomer"));
         assertEquals(added.source, "preset");
         assertEquals(added.status.value, "unloaded");
         assertEquals((await entry(g, "keep"))?.status.value, "loaded");
@@ -682,24 +684,10 @@ Deno.test({
         presetFile,
         `[*]\nc = 512\n\n[broken]\nmodel = ${join(dir, "a.gguf")}\nnot-an-option = 3\n`,
       );
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-all",
-          new URL("../../main.ts", import.meta.url).pathname,
-          "--models-preset",
-          presetFile,
-          "--port",
-          "0",
-        ],
-        env: { NO_COLOR: "1", LLAMA_CACHE: cache },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-        signal: AbortSignal.timeout(60_000),
-      }).output();
-      const log = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-      assert(out.code !== 0, `exit code ${out.code}; log:\n${log}`);
+      const { code, out: log } = await runMain(["--models-preset", presetFile, "--port", "0"], {
+        LLAMA_CACHE: cache,
+      });
+      assert(code !== 0, `exit code ${code}; log:\n${log}`);
       assert(log.includes(`${presetFile}:6`), log);
       assertMatch(log, /not-an-option/);
       assert(!/listening on/.test(log), log);

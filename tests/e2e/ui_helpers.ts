@@ -3,6 +3,7 @@
  * browser is not installed, waits on the page, and where screenshots go.
  */
 import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { HANG_MS } from "../helpers/wait.ts";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -42,6 +43,8 @@ export async function launchBrowser(): Promise<{ context: BrowserContext; close(
     ],
     viewport: { width: 1280, height: 800 },
   });
+  // every wait on the page is for something that must happen: its bound only turns a hang into a failure
+  context.setDefaultTimeout(HANG_MS);
   return {
     context,
     async close() {
@@ -61,7 +64,7 @@ export async function artifactPath(name: string): Promise<string> {
 // Page-side code is passed as strings: the tests are type-checked without the DOM library.
 
 /** Waits until the model list shows model `id` in `state`. */
-export async function waitState(page: Page, id: string, state: string, timeout = 60_000): Promise<void> {
+export async function waitState(page: Page, id: string, state: string, timeout = HANG_MS): Promise<void> {
   await page.waitForFunction(
     `[...document.querySelectorAll(".model-row input")].find((i) => i.value === ${JSON.stringify(id)})
       ?.closest(".model-row")?.dataset.state === ${JSON.stringify(state)}`,
@@ -70,11 +73,44 @@ export async function waitState(page: Page, id: string, state: string, timeout =
   );
 }
 
-/** Waits until the last answer has finished streaming. */
-export async function waitAnswered(page: Page, timeout = 60_000): Promise<void> {
-  await page.waitForFunction(
-    `[...document.querySelectorAll("article.msg-assistant")].at(-1)?.classList.contains("is-pending") === false`,
-    undefined,
-    { timeout },
-  );
+/**
+ * Counts answers that have ended and been drawn: the conversation's aria-busy going back to "false" marks
+ * an end, and the frame after it has drawn the end (the chat draws in animation frames, and asked first).
+ * Counting ends, rather than looking for an answer that is not pending, cannot mistake the answer before
+ * for the one just asked for, nor one not drawn yet for a finished one.
+ */
+const COUNT_ANSWERS = `(() => {
+  if (window.__answered === undefined) {
+    window.__answered = 0;
+    const log = document.getElementById("messages");
+    new MutationObserver(() => {
+      if (log.getAttribute("aria-busy") === "false") requestAnimationFrame(() => window.__answered++);
+    }).observe(log, { attributes: true, attributeFilter: ["aria-busy"] });
+  }
+  return window.__answered;
+})()`;
+
+/** How many answers have ended on this page so far (counting from the first call after a page load). */
+export function answersEnded(page: Page): Promise<number> {
+  return page.evaluate<number>(COUNT_ANSWERS);
+}
+
+/** Waits until more than `since` answers (see `answersEnded`) have ended and been drawn. */
+export async function waitAnswered(page: Page, since: number, timeout = HANG_MS): Promise<void> {
+  await page.waitForFunction(`window.__answered > ${since}`, undefined, { timeout });
+}
+
+/** Does `start` (a send, a retry) and waits until the answer it starts has ended and been drawn. */
+export async function answer(page: Page, start: () => Promise<unknown>): Promise<void> {
+  const since = await answersEnded(page);
+  await start();
+  await waitAnswered(page, since);
+}
+
+/**
+ * Waits until no CSS transition runs (a drawer sliding in or out), rather than for the time one usually
+ * takes. Asking for the animations brings styles up to date, so a transition just triggered counts.
+ */
+export async function transitionsDone(page: Page): Promise<void> {
+  await page.waitForFunction(`!document.getAnimations().some((a) => a instanceof CSSTransition)`);
 }

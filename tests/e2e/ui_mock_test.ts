@@ -5,15 +5,27 @@
  */
 import { type MockApi, startMockApi } from "../fixtures/mock_api.ts";
 import { assert, assertEquals, assertIncludes } from "./ui_assert.ts";
-import { artifactPath, browserMissing, launchBrowser, waitAnswered, waitState } from "./ui_helpers.ts";
+import { type Page } from "playwright-core";
+import {
+  answer,
+  answersEnded,
+  artifactPath,
+  browserMissing,
+  launchBrowser,
+  transitionsDone,
+  waitAnswered,
+  waitState,
+} from "./ui_helpers.ts";
 
 const noBrowser = browserMissing("the UI mock test");
 
 const GEMMA = "ggml-org/gemma-3-1b-it-GGUF:Q4_K_M";
 const QWEN = "ggml-org/Qwen3-0.6B-GGUF:Q8_0";
 
-/** The mock API answers at once: a wait on the page is over within this. */
-const QUICK = 15_000;
+async function send(page: Page, text: string): Promise<void> {
+  await page.fill("#composer-input", text);
+  await page.press("#composer-input", "Enter");
+}
 
 Deno.test({
   name: "web UI on the mock API: key dialog, stop, markdown safety, download, delete, keyboard",
@@ -37,24 +49,32 @@ Deno.test({
         await page.press("#kd-input", "Enter");
         await dialog.waitFor({ state: "hidden" });
         await page.locator("#feed[data-state=live]").waitFor();
-        await waitState(page, GEMMA, "unloaded", QUICK);
+        await waitState(page, GEMMA, "unloaded");
         assertEquals(await page.evaluate<string>(`localStorage.getItem("switchyard.apiKey")`), "s3cret");
       });
 
       await t.step("every state is shown: ready, sleeping, not loaded", async () => {
-        await waitState(page, QWEN, "loaded", QUICK);
-        await waitState(page, "sleepy-llama-3.2-1b", "sleeping", QUICK);
+        await waitState(page, QWEN, "loaded");
+        await waitState(page, "sleepy-llama-3.2-1b", "sleeping");
         // only a loaded model is picked for a first visit
         assertEquals(await page.locator("#current-name").innerText(), "Qwen3-0.6B-GGUF:Q8_0");
       });
 
-      await t.step("Esc stops a streaming answer and keeps what came", async () => {
-        await page.fill("#composer-input", "Tell me about <script>alert(1)</script>");
-        await page.press("#composer-input", "Enter");
-        await page.locator("article.msg-assistant.is-pending .msg-body").waitFor();
-        assertEquals(await page.getAttribute("#send", "aria-label"), "Stop the answer");
-        await page.keyboard.press("Escape");
-        await waitAnswered(page, QUICK);
+      await t.step("a streaming answer is shown as it comes; Esc stops it and keeps what came", async () => {
+        // the mock holds the answer after a few words: it is still streaming when Esc is pressed
+        const release = mock.hold("answer");
+        const since = await answersEnded(page);
+        try {
+          await send(page, "Tell me about <script>alert(1)</script>");
+          await page.waitForFunction(
+            `document.querySelector("article.msg-assistant.is-pending .msg-body")?.textContent.length > 0`,
+          );
+          assertEquals(await page.getAttribute("#send", "aria-label"), "Stop the answer");
+          await page.keyboard.press("Escape");
+        } finally {
+          release();
+        }
+        await waitAnswered(page, since);
         const last = page.locator("article.msg-assistant").last();
         assertEquals(await last.locator(".msg-flag").innerText(), "stopped");
         assert((await last.locator(".msg-body").innerText()).length > 0, "the partial answer was dropped");
@@ -62,8 +82,7 @@ Deno.test({
       });
 
       await t.step("model output is rendered as markdown, never as HTML", async () => {
-        await page.getByRole("button", { name: "Regenerate" }).click();
-        await waitAnswered(page, QUICK);
+        await answer(page, () => page.getByRole("button", { name: "Regenerate" }).click());
         const body = page.locator("article.msg-assistant").last().locator(".msg-body");
         assertEquals(await body.locator("strong").first().innerText(), "streamed");
         assertEquals(await body.locator("pre code.language-ts").count(), 1);
@@ -83,8 +102,7 @@ Deno.test({
         await page.keyboard.type("line two");
         assertEquals(await page.inputValue("#composer-input"), "line one\nline two");
         assertEquals(await page.locator("article.msg-user").count(), 1);
-        await page.press("#composer-input", "Enter");
-        await waitAnswered(page, QUICK);
+        await answer(page, () => page.press("#composer-input", "Enter"));
         assertEquals(await page.locator("article.msg-user").last().innerText(), "line one\nline two");
       });
 
@@ -96,9 +114,7 @@ Deno.test({
 
       await t.step("a model that fails to load shows why, in its row and in the answer", async () => {
         await page.getByRole("radio", { name: "broken-model" }).check({ force: true });
-        await page.fill("#composer-input", "hello?");
-        await page.press("#composer-input", "Enter");
-        await waitAnswered(page, QUICK);
+        await answer(page, () => send(page, "hello?"));
         const error = page.locator("article.msg-assistant").last().locator(".msg-error");
         assertEquals(
           await error.locator(".msg-error-title").innerText(),
@@ -106,7 +122,7 @@ Deno.test({
         );
         await error.locator(".msg-error-reason").waitFor();
         assertIncludes(await error.locator(".msg-error-reason").innerText(), "not within the file bounds");
-        await waitState(page, "broken-model", "failed", QUICK);
+        await waitState(page, "broken-model", "failed");
         await page.screenshot({ path: await artifactPath("ui-mock-3-failed.png") });
       });
 
@@ -115,10 +131,8 @@ Deno.test({
         async () => {
           await page.getByRole("radio", { name: QWEN }).check({ force: true });
           const request = page.waitForRequest((r) => r.url().endsWith("/v1/chat/completions"));
-          await page.fill("#composer-input", "and now?");
-          await page.press("#composer-input", "Enter");
+          await answer(page, () => send(page, "and now?"));
           const body = (await request).postDataJSON();
-          await waitAnswered(page, QUICK);
           const roles: string[] = body.messages.map((m: { role: string }) => m.role);
           assertEquals(roles, ["user", "assistant", "user", "assistant", "user"]);
           assertEquals(body.messages.at(-1).content, "hello?\n\nand now?");
@@ -131,16 +145,22 @@ Deno.test({
         await page.fill("#download-name", "not a repo");
         await page.press("#download-name", "Enter");
         assertEquals(await page.locator("#download-msg").getAttribute("data-kind"), "error");
-        await page.fill("#download-name", "unsloth/Qwen3-4B-GGUF:q4_k_m");
-        await page.press("#download-name", "Enter");
-        await waitState(page, "unsloth/Qwen3-4B-GGUF:q4_k_m", "downloading", QUICK);
-        await page.waitForFunction(
-          `[...document.querySelectorAll(".model-row progress")].some((p) => p.value > 0.2)`,
-        );
+        // the mock holds the download half-way: its row is there to read, however slow the page is
+        const release = mock.hold("download");
         const row = page.locator(`.model-row:has(input[value="unsloth/Qwen3-4B-GGUF:q4_k_m"])`);
-        assertIncludes(await row.locator(".model-detail").innerText(), " of 812 MB");
-        await page.screenshot({ path: await artifactPath("ui-mock-4-download.png") });
-        await waitState(page, "unsloth/Qwen3-4B-GGUF:Q4_K_M", "unloaded", QUICK);
+        try {
+          await page.fill("#download-name", "unsloth/Qwen3-4B-GGUF:q4_k_m");
+          await page.press("#download-name", "Enter");
+          await waitState(page, "unsloth/Qwen3-4B-GGUF:q4_k_m", "downloading");
+          await page.waitForFunction(
+            `[...document.querySelectorAll(".model-row progress")].some((p) => p.value > 0.2)`,
+          );
+          assertIncludes(await row.locator(".model-detail").innerText(), " of 812 MB");
+          await page.screenshot({ path: await artifactPath("ui-mock-4-download.png") });
+        } finally {
+          release();
+        }
+        await waitState(page, "unsloth/Qwen3-4B-GGUF:Q4_K_M", "unloaded");
         assertEquals(await row.count(), 0);
       });
 
@@ -166,13 +186,14 @@ Deno.test({
 
       await t.step("phone width, light and dark", async () => {
         await page.setViewportSize({ width: 390, height: 844 });
-        await page.waitForTimeout(300);
+        await transitionsDone(page);
         const overflow = await page.evaluate<number>("document.documentElement.scrollWidth - innerWidth");
         assert(overflow <= 0, `the page scrolls sideways by ${overflow}px at 390px`);
         await page.screenshot({ path: await artifactPath("ui-mock-5-phone.png") });
         await page.emulateMedia({ colorScheme: "dark" });
         await page.click("#open-sidebar");
-        await page.waitForTimeout(300);
+        await page.locator("#sidebar.is-open").waitFor();
+        await transitionsDone(page);
         await page.screenshot({ path: await artifactPath("ui-mock-6-phone-dark-models.png") });
         await page.keyboard.press("Escape");
         await page.locator("#sidebar.is-open").waitFor({ state: "detached" });
@@ -202,10 +223,8 @@ Deno.test({
 
       await t.step("a message to an unloaded model loads it, then is answered", async () => {
         await page.getByRole("radio", { name: "tiny-stories" }).check({ force: true });
-        await page.fill("#composer-input", "once upon a time");
-        await page.press("#composer-input", "Enter");
-        await waitAnswered(page, QUICK);
-        await waitState(page, "tiny-stories", "loaded", QUICK);
+        await answer(page, () => send(page, "once upon a time"));
+        await waitState(page, "tiny-stories", "loaded");
         const last = page.locator("article.msg-assistant").last();
         assertEquals(await last.locator(".msg-error").count(), 0);
         assertIncludes(await last.locator(".msg-body").innerText(), "streamed");
@@ -218,9 +237,9 @@ Deno.test({
           await mock.stop();
           await page.locator("#feed[data-state=offline]").waitFor();
           mock = await startMockApi({ tick: 60, port });
-          await page.locator("#feed[data-state=live]").waitFor({ timeout: 20_000 });
+          await page.locator("#feed[data-state=live]").waitFor();
           // the new gateway starts with tiny-stories unloaded: the snapshot says so
-          await waitState(page, "tiny-stories", "unloaded", QUICK);
+          await waitState(page, "tiny-stories", "unloaded");
         },
       );
     } finally {

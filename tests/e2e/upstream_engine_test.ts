@@ -6,8 +6,14 @@
 import { writeTinyLlama } from "../fixtures/gguf.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { engineAvailable } from "../helpers/http.ts";
-import { engineBinPath, type RunningEngine, startEngine } from "../helpers/llama_server.ts";
-import { delay } from "../helpers/wait.ts";
+import {
+  ENDLESS_ENGINE_ARGS,
+  ENDLESS_GENERATION,
+  engineBinPath,
+  type RunningEngine,
+  startEngine,
+} from "../helpers/llama_server.ts";
+import { HANG_MS, waitFor } from "../helpers/wait.ts";
 import { UpstreamPool, type UpstreamResponse } from "../../router/upstream/http1.ts";
 
 const ignore = !!await engineAvailable();
@@ -30,6 +36,18 @@ function post(pool: UpstreamPool, port: number, path: string, body: unknown, sig
   });
 }
 
+/**
+ * The states of the client sockets connected to 127.0.0.1:`port`, as /proc/net/tcp lists them: "01"
+ * established, "08" close-wait (the engine has closed its end), "06" time-wait (closed by us).
+ */
+function clientSocketStates(port: number): string[] {
+  const peer = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return Deno.readTextFileSync("/proc/net/tcp").split("\n").slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields[2] === peer)
+    .map((fields) => fields[3]);
+}
+
 function json(res: UpstreamResponse, engine: RunningEngine): Json {
   assert(res.bytes !== null, `a whole body (status ${res.status})\n${engine.log()}`);
   const text = dec.decode(res.bytes);
@@ -48,8 +66,17 @@ Deno.test({
     try {
       const model = `${dir}/tiny.gguf`;
       await writeTinyLlama(model, { name: "tiny-upstream" });
-      // One slot, and room for a generation long enough to still be running when it is aborted.
-      engine = await startEngine(engineBinPath(), ["-m", model, "-c", "16384", "-np", "1", "--no-webui"]);
+      // One slot, and generations that can be made never to end by themselves (see the abort step).
+      engine = await startEngine(engineBinPath(), [
+        "-m",
+        model,
+        "-c",
+        "1024",
+        "-np",
+        "1",
+        "--no-webui",
+        ...ENDLESS_ENGINE_ARGS,
+      ]);
       const e = engine;
       const port = Number(new URL(e.url).port);
 
@@ -85,7 +112,7 @@ Deno.test({
         assertEquals(body.usage?.completion_tokens, 8);
       });
 
-      await t.step("streaming chat completion: events arrive one by one and end with [DONE]", async () => {
+      await t.step("streaming chat completion: one event per token, ending with [DONE]", async () => {
         const res = await post(pool, port, "/v1/chat/completions", {
           messages: [{ role: "user", content: "hello" }],
           max_tokens: 32,
@@ -103,12 +130,8 @@ Deno.test({
         let content = 0;
         for (const ev of events) if (JSON.parse(ev.slice(6)).choices?.[0]?.delta?.content) content++;
         assertEquals(content, 32, "one event per token");
-        // Each token is written as its own chunk: the pieces must not have been held back and merged.
-        assert(
-          pieces.length > events.length / 2,
-          `${events.length} events came in only ${pieces.length} pieces`,
-        );
-        assert(!pieces[0].includes("[DONE]"), "the first piece came before the end");
+        // How many reads 32 events take depends on the engine's speed against ours; that pieces are passed on
+        // as they come is shown where it cannot: by the abort step's endless stream, and by the unit tests.
         assertEquals(pool.idleCount(port), 1, "the socket went back to the pool");
       });
 
@@ -134,7 +157,15 @@ Deno.test({
         const patient = new UpstreamPool({ idleTimeoutMs: 60_000 });
         try {
           json(await post(patient, port, "/tokenize", { content: "before" }), e);
-          await delay(5_500);
+          // cpp-httplib closes a socket idle for 5 s: wait for that close to reach us, not for the time it takes
+          await waitFor(
+            () => {
+              const states = clientSocketStates(port);
+              return states.includes("08") && !states.includes("01");
+            },
+            HANG_MS,
+            "llama-server closing our idle sockets",
+          );
           json(await post(patient, port, "/tokenize", { content: "after" }), e);
           assertEquals(patient.stats(), { connects: 2, retries: 1 });
         } finally {
@@ -144,9 +175,10 @@ Deno.test({
 
       await t.step("an abort mid-stream frees the only slot", async () => {
         const ac = new AbortController();
+        // It never ends by itself: each piece read came while it ran, and only the abort can free the slot.
         const res = await post(pool, port, "/v1/chat/completions", {
           messages: [{ role: "user", content: "hi" }],
-          max_tokens: 16000,
+          ...ENDLESS_GENERATION,
           stream: true,
         }, ac.signal);
         const reader = res.stream!.getReader();
@@ -156,12 +188,18 @@ Deno.test({
           throw new Error("the stream went on after the abort");
         }, () => {});
         await res.done;
-        // Left running, 16000 tokens would hold the slot for tens of seconds.
-        const started = performance.now();
-        const next = json(await post(pool, port, "/completion", { prompt: "hello", n_predict: 4 }), e);
-        const waited = performance.now() - started;
+        // Left running, the generation would hold the slot for good: this request would never be served.
+        const next = json(
+          await post(
+            pool,
+            port,
+            "/completion",
+            { prompt: "hello", n_predict: 4 },
+            AbortSignal.timeout(HANG_MS),
+          ),
+          e,
+        );
         assertEquals(next.tokens_predicted, 4, JSON.stringify(next));
-        assert(waited < 3000, `the next request waited ${Math.round(waited)} ms for the slot`);
         const slots = json(
           await pool.request({ port, method: "GET", pathAndQuery: "/slots", headers: [], body: null }),
           e,

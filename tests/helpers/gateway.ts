@@ -7,7 +7,7 @@ import { forEachLine } from "../../runners/lines.ts";
 import { assertEquals } from "./assert.ts";
 import { makeModelsDir } from "./models.ts";
 import { enginesOf, processesWith } from "./processes.ts";
-import { waitFor } from "./wait.ts";
+import { HANG_MS, waitFor } from "./wait.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -19,7 +19,7 @@ export interface TestGateway {
   logs: string[];
   /** waits until a log line matches */
   waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
-  /** SIGTERM, then SIGKILL after 10 s; resolves with the exit code */
+  /** SIGTERM, then SIGKILL after `HANG_MS`; resolves with the exit code */
   stop(): Promise<number>;
   /** resolves with the exit status when the process ends by itself */
   status: Promise<Deno.CommandStatus>;
@@ -51,12 +51,12 @@ function mainCommand(args: string[], env: Record<string, string> = {}, extra: De
   });
 }
 
-/** Runs `main.ts` to completion (60 s at most) and returns its exit code and its whole output. */
+/** Runs `main.ts` to completion (`HANG_MS` at most) and returns its exit code and its whole output. */
 export async function runMain(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<{ code: number; out: string }> {
-  const out = await mainCommand(args, env, { signal: AbortSignal.timeout(60_000) }).output();
+  const out = await mainCommand(args, env, { signal: AbortSignal.timeout(HANG_MS) }).output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   return { code: out.code, out: text };
 }
@@ -77,7 +77,7 @@ export async function startGateway(opts: StartOptions): Promise<TestGateway> {
     return s;
   });
 
-  const waitForLog = (pattern: RegExp, timeoutMs = 60_000): Promise<string> => {
+  const waitForLog = (pattern: RegExp, timeoutMs = HANG_MS): Promise<string> => {
     const seen = logs.find((l) => pattern.test(l));
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
@@ -128,11 +128,13 @@ export async function startGateway(opts: StartOptions): Promise<TestGateway> {
         try {
           child.kill("SIGTERM");
         } catch { /* already gone */ }
+        // a graceful stop waits for the engines' own stop-timeout (10 s by default) and more on a slow
+        // machine; a SIGKILL before that would fail a test that expects exit code 0
         const timer = setTimeout(() => {
           try {
             child.kill("SIGKILL");
           } catch { /* already gone */ }
-        }, 10_000);
+        }, HANG_MS);
         const s = await status;
         clearTimeout(timer);
         return s.code;
@@ -147,8 +149,9 @@ export async function startGateway(opts: StartOptions): Promise<TestGateway> {
 export async function stopAndCheck(gw: TestGateway, marker?: string): Promise<void> {
   const code = await gw.stop();
   assertEquals(code, 0, `gateway exit code; log tail:\n${gw.logs.slice(-20).join("\n")}`);
-  await waitFor(() => enginesOf(gw.pid).length === 0, 5_000, "no engine left");
-  if (marker) await waitFor(() => processesWith(marker).length === 0, 5_000, `no process with ${marker}`);
+  // an engine that outlived its gateway stays: a bound that is generous for a slow machine still catches it
+  await waitFor(() => enginesOf(gw.pid).length === 0, HANG_MS, "no engine left");
+  if (marker) await waitFor(() => processesWith(marker).length === 0, HANG_MS, `no process with ${marker}`);
 }
 
 /** How `withGateway` starts a gateway on its models dir. */

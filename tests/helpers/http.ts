@@ -1,5 +1,6 @@
 /** Small HTTP helpers for end-to-end tests against a gateway. */
 import { engineBinPath } from "./llama_server.ts";
+import { HANG_MS } from "./wait.ts";
 
 export interface HasUrl {
   url: string;
@@ -47,12 +48,15 @@ export function postJsonWith(
   });
 }
 
-/** Polls `/models` until the model reaches `state` (the router's own tests poll the same way). */
+/**
+ * Polls `/models` until the model reaches `state` (the router's own tests poll the same way); `timeoutMs`
+ * only bounds a hang.
+ */
 export async function waitForStatus(
   gw: HasUrl,
   model: string,
   state: string,
-  timeoutMs = 30_000,
+  timeoutMs = HANG_MS,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";

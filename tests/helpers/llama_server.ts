@@ -1,7 +1,7 @@
 /** llama-server on its own (no gateway in front) for end-to-end tests: where it is, and a started one. */
 import { join } from "node:path";
 import { engineCacheDir } from "../../router/engine/binary.ts";
-import { delay } from "./wait.ts";
+import { delay, HANG_MS } from "./wait.ts";
 import { pickLoopbackPort } from "../../runners/runner.ts";
 
 /** The llama-server the tests use: `LLAMA_SERVER_BIN` (as `deno task test` sets it), else the cached build. */
@@ -9,6 +9,17 @@ export function engineBinPath(): string {
   const env = Deno.env.toObject();
   return env.LLAMA_SERVER_BIN ?? join(engineCacheDir(env), "build", "bin", "llama-server");
 }
+
+/**
+ * A generation that never ends by itself, for tests that act on one mid-stream (abort it, kill its engine):
+ * however fast the machine, it is still running when the test acts. It has no token limit, never samples
+ * end-of-generation, and on an engine started with `ENDLESS_ENGINE_ARGS` a full context is shifted instead
+ * of ending it. Spread it into a chat request's body.
+ */
+export const ENDLESS_GENERATION = { max_tokens: -1, ignore_eos: true } as const;
+
+/** llama-server arguments under which `ENDLESS_GENERATION` never ends (context shift is off by default). */
+export const ENDLESS_ENGINE_ARGS: readonly string[] = ["--context-shift"];
 
 /** A port on 127.0.0.1 that was free a moment ago (the runners' own way of picking one). */
 export const freePort: () => number = pickLoopbackPort;
@@ -42,7 +53,7 @@ export async function startEngine(
   args: string[],
   opts: { env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<RunningEngine> {
-  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const timeoutMs = opts.timeoutMs ?? HANG_MS;
   const port = freePort();
   const t0 = performance.now();
   const child = new Deno.Command(bin, {

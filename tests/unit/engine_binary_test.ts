@@ -3,6 +3,7 @@
  * can be built, and reading the version. No real build runs here.
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "../helpers/assert.ts";
+import { HANG_MS, waitFor } from "../helpers/wait.ts";
 import {
   buildEngine,
   EngineNotFoundError,
@@ -86,9 +87,10 @@ Deno.test("buildEngine: a second process waits for the build lock, then uses wha
     let settled = false;
     const waiting = resolveEngine({ env: { XDG_CACHE_HOME: dir, PATH: "" }, log: (l) => lines.push(l) })
       .finally(() => settled = true);
+    // it says it waits for the lock, and does: neither that nor the binary appearing settles it
+    await waitFor(() => lines.some((l) => /another process is building/.test(l)), HANG_MS, "the wait note");
     // the "first builder" finishes: binary and stamp appear, then the lock is released
     const bin = await executable(`${engineDir}/build/bin/llama-server`);
-    await new Promise((r) => setTimeout(r, 300));
     assertEquals(settled, false);
     await Deno.writeTextFile(`${engineDir}/build/switchyard-engine.json`, "{}");
     await lock.unlock();

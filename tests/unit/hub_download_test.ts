@@ -83,7 +83,8 @@ Deno.test("a checksum mismatch fails the download and leaves nothing", async () 
 
 Deno.test("cancelling through the AbortSignal stops the transfer and leaves nothing", async () => {
   await using env = await hubEnv({ [REPO]: { files: FILES } });
-  env.hub.faults.throttle(256 * 1024);
+  // half the file comes, then the hub holds the rest: the abort always lands mid-transfer
+  env.hub.faults.stall("m-Q4_K_M.gguf");
   const plan = await resolveHubFiles({ repo: REPO }, env.opts);
   const abort = new AbortController();
   const reports: DownloadProgress[] = [];
@@ -224,7 +225,8 @@ Deno.test("DownloadManager: concurrent starts share one download; the hub sees o
 
 Deno.test("DownloadManager: cancel(key) rejects every waiter and leaves nothing", async () => {
   await using env = await hubEnv({ [REPO]: { files: FILES } });
-  env.hub.faults.throttle(128 * 1024);
+  // the hub holds the second half of the file, so the cancel always finds the download under way
+  env.hub.faults.stall("m-Q4_K_M.gguf");
   const downloads = new DownloadManager({ ...env.opts });
   const key = DownloadManager.key(REPO, "Q4_K_M");
   const started = new Promise<void>((resolve) => {

@@ -6,28 +6,41 @@ import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
 import { isAlive } from "../../runners/lifeline.ts";
 import type { RunnerMessage } from "../../runners/protocol.ts";
 import { RunnerPool } from "../../runners/supervisor.ts";
-import { liveStubEngines, rssKiB, stubLaunch, waitFor, waitGone } from "./runner_test_helpers.ts";
+import {
+  delay,
+  HANG_MS,
+  liveStubEngines,
+  rssKiB,
+  stubLaunch,
+  waitFor,
+  waitGone,
+} from "./runner_test_helpers.ts";
 
 function recorder() {
   const messages: { at: number; message: RunnerMessage }[] = [];
   const onMessage = (message: RunnerMessage) => messages.push({ at: performance.now(), message });
   const first = (type: RunnerMessage["type"]) => messages.find((m) => m.message.type === type);
-  const waitType = (type: RunnerMessage["type"], ms = 10_000) =>
+  const waitType = (type: RunnerMessage["type"], ms = HANG_MS) =>
     waitFor(() => first(type) !== undefined, ms, `message ${type}`).then(() => first(type)!);
   return { messages, onMessage, first, waitType };
 }
 
 /** Spare runners take a moment to start; tests that measure reuse wait for them. */
 function waitSpares(pool: RunnerPool, count: number): Promise<number> {
-  return waitFor(() => pool.live().runners.length >= count, 10_000, `${count} runners`);
+  return waitFor(() => pool.live().runners.length >= count, HANG_MS, `${count} runners`);
 }
+
+/**
+ * Lets a spare runner finish starting (its hello, its warm-up spawn) before a measurement, as in a gateway
+ * that has been up a while. Only the printed numbers depend on it, never a verdict.
+ */
+const settleForMeasurement = () => delay(300);
 
 Deno.test("pool: start hands the launch to the spare runner and starts a new spare", async () => {
   const pool = new RunnerPool({ spares: 1 });
   await waitSpares(pool, 1);
   const [spare] = pool.live().runners;
-  // give the spare time to say hello, as it would have in a gateway that has been up a while
-  await new Promise((r) => setTimeout(r, 300));
+  await settleForMeasurement();
   const rec = recorder();
   const startedAt = performance.now();
   const runner = pool.start(stubLaunch(), rec.onMessage);
@@ -46,7 +59,7 @@ Deno.test("pool: start hands the launch to the spare runner and starts a new spa
   assertEquals(live.runners.length, 2);
   assertEquals(live.engines, [runner.enginePid!]);
 
-  await runner.stop(5_000);
+  await runner.stop(HANG_MS);
   assertEquals(await runner.exited, { code: 0, signal: null });
   assertEquals(rec.messages.at(-1)!.message, { type: "exit", code: 0, signal: null });
   assertEquals(rec.messages.filter((m) => m.message.type === "exit").length, 1);
@@ -97,12 +110,12 @@ Deno.test("pool: the port promise rejects when the engine never binds", async ()
 
 Deno.test("pool: stop escalates to SIGKILL; kill is immediate", async () => {
   const pool = new RunnerPool({ spares: 0 });
-  const stubborn = pool.start(stubLaunch(["--ignore-exit"]), () => {});
-  const plain = pool.start(stubLaunch(), () => {});
-  await Promise.all([stubborn.port, plain.port]);
-  await waitFor(() => pool.live().engines.length === 2, 10_000, "two engines");
-  // the stub reads stdin only once ready; give both time to get there
-  await new Promise((r) => setTimeout(r, 300));
+  const [stubbornRec, plainRec] = [recorder(), recorder()];
+  const stubborn = pool.start(stubLaunch(["--ignore-exit"]), stubbornRec.onMessage);
+  const plain = pool.start(stubLaunch(), plainRec.onMessage);
+  // the stub reads stdin (and ignores SIGTERM) only once ready: before that a stop would be a SIGTERM
+  await Promise.all([stubbornRec.waitType("ready"), plainRec.waitType("ready")]);
+  assertEquals(pool.live().engines.length, 2);
   const stopping = stubborn.stop(200);
   plain.kill();
   assertEquals(await plain.exited, { code: 137, signal: "SIGKILL" });
@@ -115,13 +128,21 @@ Deno.test("pool: stop escalates to SIGKILL; kill is immediate", async () => {
 Deno.test("pool: SIGKILL of the gateway takes its runners and engines down within 5 s", async () => {
   const supervisor = new URL("../../runners/supervisor.ts", import.meta.url).href;
   const launch = JSON.stringify(stubLaunch());
-  // A throwaway gateway: one model running, one spare waiting; it prints the pids and idles.
+  // A throwaway gateway: one model running, one spare waiting; once both are there it prints the pids and
+  // idles. The spare that replaces the one the model took is started after the model is ready.
   const code = `
     import { RunnerPool } from ${JSON.stringify(supervisor)};
     const pool = new RunnerPool({ spares: 1 });
-    const runner = pool.start(${launch}, (m) => {
-      if (m.type === "ready") setTimeout(() => console.log(JSON.stringify(pool.live())), 300);
+    let ready = false;
+    pool.start(${launch}, (m) => {
+      if (m.type === "ready") ready = true;
     });
+    const poll = setInterval(() => {
+      const live = pool.live();
+      if (!ready || live.runners.length < 2) return;
+      clearInterval(poll);
+      console.log(JSON.stringify(live));
+    }, 20);
     setInterval(() => {}, 1000);
   `;
   const gateway = new Deno.Command(Deno.execPath(), {
@@ -150,12 +171,12 @@ Deno.test("pool: SIGKILL of the gateway takes its runners and engines down withi
 Deno.test("pool: a runner's resident memory, idle and driving an engine", async () => {
   const pool = new RunnerPool({ spares: 1 });
   await waitSpares(pool, 1);
-  await new Promise((r) => setTimeout(r, 500));
+  await settleForMeasurement();
   const idle = rssKiB(pool.live().runners[0]);
   const rec = recorder();
   const runner = pool.start(stubLaunch(["--sleep-after-ms", "100000"]), rec.onMessage);
   await rec.waitType("ready");
-  await new Promise((r) => setTimeout(r, 500));
+  await settleForMeasurement();
   const busy = rssKiB(runner.pid);
   console.log(
     `  runner VmRSS: idle ${(idle / 1024).toFixed(1)} MiB, driving an engine ${(busy / 1024).toFixed(1)} MiB`,

@@ -7,14 +7,17 @@ import { forEachLine } from "../../runners/lines.ts";
 import type { EngineLaunch, RunnerCommand, RunnerMessage } from "../../runners/protocol.ts";
 import { runnerCommand } from "../../runners/supervisor.ts";
 import { processesWith, statusKiB } from "../helpers/processes.ts";
-import { waitFor } from "../helpers/wait.ts";
+import { HANG_MS, waitFor } from "../helpers/wait.ts";
 
-export { delay, waitFor } from "../helpers/wait.ts";
+export { delay, HANG_MS, waitFor } from "../helpers/wait.ts";
 
 export const STUB_ENGINE: string = new URL("../fixtures/stub_engine.ts", import.meta.url).pathname;
 
 /** Marks this test run's stub engines so that a leak check can find exactly them. */
 export const TAG: string = `switchyard-test-${crypto.randomUUID()}`;
+
+/** Stub engine options that keep it loading for the whole test, however slow or fast the machine is. */
+export const LOADS_FOREVER: string[] = ["--load-ms", String(3_600_000)];
 
 /** Launches the stub engine (see its header for `options`). */
 export function stubLaunch(options: string[] = []): EngineLaunch {
@@ -25,8 +28,8 @@ export function stubLaunch(options: string[] = []): EngineLaunch {
   };
 }
 
-/** Waits until none of `pids` runs; returns how long that took. */
-export function waitGone(pids: number[], timeoutMs = 5_000): Promise<number> {
+/** Waits until none of `pids` runs; returns how long that took. `timeoutMs` only bounds a hang by default. */
+export function waitGone(pids: number[], timeoutMs = HANG_MS): Promise<number> {
   return waitFor(() => pids.every((pid) => !isAlive(pid)), timeoutMs, `processes ${pids} still alive`);
 }
 
@@ -79,7 +82,7 @@ export class RawRunner {
   /** The first message of `type` (waiting up to `timeoutMs` for it). */
   async next<T extends RunnerMessage["type"]>(
     type: T,
-    timeoutMs = 10_000,
+    timeoutMs = HANG_MS,
   ): Promise<{ at: number; message: Extract<RunnerMessage, { type: T }> }> {
     await waitFor(
       () => this.messages.some((m) => m.message.type === type),
@@ -90,6 +93,15 @@ export class RawRunner {
       at: number;
       message: Extract<RunnerMessage, { type: T }>;
     };
+  }
+
+  /** Waits for an engine log line that contains `text`. */
+  async log(text: string): Promise<void> {
+    await waitFor(
+      () => this.messages.some((m) => m.message.type === "log" && m.message.line.includes(text)),
+      HANG_MS,
+      `engine log line with ${JSON.stringify(text)}`,
+    );
   }
 
   types(): string[] {

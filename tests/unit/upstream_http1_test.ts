@@ -3,7 +3,7 @@
  * answers, and a raw TCP server, which writes exactly the bytes a test wants, for framing and failure cases.
  */
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
-import { delay, waitFor } from "../helpers/wait.ts";
+import { delay, HANG_MS, waitFor } from "../helpers/wait.ts";
 import {
   InvalidUpstreamRequestError,
   UpstreamError,
@@ -99,7 +99,7 @@ class RawPeer {
   }
 
   /** Resolves true when the client closes its end (EOF or reset) within `ms`. */
-  async sawClose(ms = 2000): Promise<boolean> {
+  async sawClose(ms = HANG_MS): Promise<boolean> {
     const deadline = Date.now() + ms;
     const timer = setTimeout(() => this.close(), ms);
     try {
@@ -449,16 +449,20 @@ Deno.test("upstream http1: a body with neither length nor chunks runs until the 
 
 Deno.test("upstream http1: an idle socket the server closed is retried once on a fresh one", async () => {
   // Like llama-server after its 100th request on a socket: answer, then close without a word.
-  const server = rawServer(async (peer) => {
+  const closed = Array.from({ length: 5 }, () => Promise.withResolvers<void>());
+  const server = rawServer(async (peer, index) => {
     const req = await peer.readRequest();
     if (req !== null) await peer.write(ok(req.target));
+    peer.close();
+    closed[index].resolve();
   });
   const pool = new UpstreamPool();
   try {
     for (let i = 0; i < 5; i++) {
       assertEquals(await text(await pool.request(get(server.port, `/${i}`))), `/${i}`);
-      // Let the FIN arrive, so the next request finds the socket dead.
-      await delay(20);
+      // The server has closed the socket (on loopback its FIN is here once close returns): the next request
+      // finds the pooled socket dead.
+      await closed[i].promise;
     }
     assertEquals(server.connections, 5);
     assertEquals(pool.stats(), { connects: 5, retries: 4 });
@@ -469,16 +473,23 @@ Deno.test("upstream http1: an idle socket the server closed is retried once on a
 });
 
 Deno.test("upstream http1: an idle socket older than idleTimeoutMs is not used", async () => {
+  // The pool ages idle sockets by Date.now(): a clock that moves only when told makes "older" exact, where
+  // real time would let a slow machine age a socket between two requests meant to be back to back.
+  const realNow = Date.now;
+  let now = realNow();
+  Date.now = () => now;
   const server = keepAliveServer(async (_req, peer) => await peer.write(ok("x")));
   const pool = new UpstreamPool({ idleTimeoutMs: 30 });
   try {
     await text(await pool.request(get(server.port)));
+    now += 30;
     await text(await pool.request(get(server.port)));
-    assertEquals(server.connections, 1);
-    await delay(60);
+    assertEquals(server.connections, 1, "a socket idle for exactly idleTimeoutMs is still used");
+    now += 31;
     await text(await pool.request(get(server.port)));
-    assertEquals(server.connections, 2);
+    assertEquals(server.connections, 2, "a socket idle for longer is not");
   } finally {
+    Date.now = realNow;
     pool.close();
     await server.close();
   }
@@ -509,11 +520,12 @@ Deno.test("upstream http1: the engine going away mid-body is an error after the 
     await peer.write("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
     await delay(20);
   });
+  // Closed only once the client has read the first chunk: a reset can discard data not yet read.
+  const helloRead = Promise.withResolvers<void>();
   const resetting = rawServer(async (peer) => {
-    // The request stays unread, so the close below makes Linux send a reset rather than a FIN.
-    await delay(20);
+    // The request stays unread, so the close after this makes Linux send a reset rather than a FIN.
     await peer.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
-    await delay(50);
+    await helloRead.promise;
   });
   const pool = new UpstreamPool();
   try {
@@ -525,10 +537,12 @@ Deno.test("upstream http1: the engine going away mid-body is an error after the 
     const res = await pool.request(get(resetting.port));
     const reader = res.stream!.getReader();
     assertEquals(dec.decode((await reader.read()).value), "hello");
+    helloRead.resolve();
     assertUpstreamError(await rejection(reader.read()), false);
     await res.done;
     assertEquals(pool.idleCount(resetting.port), 0);
   } finally {
+    helloRead.resolve();
     pool.close();
     await closing.close();
     await resetting.close();
@@ -659,7 +673,7 @@ Deno.test("upstream http1: a big request body arrives whole", async () => {
 
 /**
  * A server that starts a chunked answer and keeps it open (or, for `/silent`, never answers); `closes` gets, per
- * connection, whether the client closed it within 2 s.
+ * connection, whether the client closed it (within `HANG_MS`, a bound on a hang only).
  */
 function hangingStream(closes: Promise<boolean>[]): RawServer {
   return rawServer(async (peer) => {
@@ -667,7 +681,7 @@ function hangingStream(closes: Promise<boolean>[]): RawServer {
     if (req?.target !== "/silent") {
       await peer.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n");
     }
-    const closed = peer.sawClose(2000);
+    const closed = peer.sawClose();
     closes.push(closed);
     await closed;
   });
@@ -704,7 +718,7 @@ Deno.test("upstream http1: an abort mid-stream closes the socket and errors the 
     assertEquals((err as DOMException).name, "AbortError");
     await res.done;
     // The server reads EOF: an engine would stop generating.
-    await waitFor(() => closes.length === 1, 1000, "the server waiting");
+    await waitFor(() => closes.length === 1, HANG_MS, "the server waiting");
     assertEquals(await closes[0], true);
     assertEquals(pool.idleCount(server.port), 0);
   }));
@@ -716,7 +730,7 @@ Deno.test("upstream http1: cancelling the stream closes the socket", () =>
     await reader.read();
     await reader.cancel();
     await res.done;
-    await waitFor(() => closes.length === 1, 1000, "the server waiting");
+    await waitFor(() => closes.length === 1, HANG_MS, "the server waiting");
     assertEquals(await closes[0], true);
     assertEquals(pool.idleCount(server.port), 0);
   }));
@@ -725,7 +739,7 @@ Deno.test("upstream http1: an abort before the answer rejects with the reason an
   withHangingStream(async (server, pool, closes) => {
     const ac = new AbortController();
     const pending = pool.request(get(server.port, "/silent", { signal: ac.signal }));
-    await waitFor(() => closes.length === 1, 1000, "the request arrived");
+    await waitFor(() => closes.length === 1, HANG_MS, "the request arrived");
     ac.abort(new Error("client left"));
     assertEquals(((await rejection(pending)) as Error).message, "client left");
     assertEquals(await closes[0], true);
@@ -787,9 +801,12 @@ function overlapCheckingServer(): { server: RawServer; overlapped: () => boolean
 }
 
 Deno.test("upstream http1: closePort drops idle sockets and keeps in-flight ones from coming back", async () => {
-  const release = Promise.withResolvers<void>();
+  const [arrived, release] = [Promise.withResolvers<void>(), Promise.withResolvers<void>()];
   const server = keepAliveServer(async (req, peer) => {
-    if (req.target === "/slow") await release.promise;
+    if (req.target === "/slow") {
+      arrived.resolve();
+      await release.promise;
+    }
     await peer.write(ok("x"));
   });
   const pool = new UpstreamPool();
@@ -797,7 +814,8 @@ Deno.test("upstream http1: closePort drops idle sockets and keeps in-flight ones
     await text(await pool.request(get(server.port)));
     assertEquals(pool.idleCount(server.port), 1);
     const slow = pool.request(get(server.port, "/slow"));
-    await delay(20);
+    // in flight on the pooled socket: the server has it
+    await arrived.promise;
     pool.closePort(server.port);
     release.resolve();
     await text(await slow);
