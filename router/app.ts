@@ -7,10 +7,13 @@ import { keyAuth } from "./auth.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import type { GatewayDeps } from "./deps.ts";
 import { eventRoutes } from "./routes/events.ts";
+import { featureRoutes } from "./routes/features.ts";
 import { inferenceRoutes } from "./routes/inference.ts";
 import { modelRoutes } from "./routes/models.ts";
+import { predictRoutes } from "./routes/predict.ts";
 import { propsRoutes } from "./routes/props.ts";
-import { uiRoutes } from "./routes/ui.ts";
+import { streamRoutes } from "./routes/streams.ts";
+import { llamacppApiAlias, uiRoutes } from "./routes/ui.ts";
 
 export function createApp(deps: GatewayDeps): Hono {
   const { config } = deps;
@@ -21,7 +24,7 @@ export function createApp(deps: GatewayDeps): Hono {
     const allowed = config.corsOrigins.split(",").map((o) => o.trim()).filter(Boolean);
     api.use("*", cors({ origin: allowed.includes("*") ? "*" : allowed }));
   }
-  if (config.apiKeys.length) api.use("*", keyAuth(config.apiKeys, ""));
+  if (config.apiKeys.length) api.use("*", keyAuth(config.apiKeys));
   api.use(
     "*",
     bodyLimit({
@@ -35,8 +38,27 @@ export function createApp(deps: GatewayDeps): Hono {
   api.route("/", modelRoutes(deps));
   api.route("/", eventRoutes(deps));
   api.route("/", inferenceRoutes(deps));
-  if (config.uiEnabled) app.route("/", uiRoutes());
+  if (config.gcp) api.route("/", predictRoutes(config.gcp, (req) => Promise.resolve(app.fetch(req))));
+  api.route("/", streamRoutes(deps));
+  api.route("/", featureRoutes(deps));
+  if (config.uiEnabled) {
+    app.route(
+      "/",
+      uiRoutes({
+        home: config.webui,
+        staticPath: config.staticPath,
+        apiPrefix: config.apiPrefix,
+        offline: config.offline,
+        log: deps.log,
+      }),
+    );
+  }
+  if (config.gcp?.healthRoute) {
+    // public, as /health is: Vertex AI probes it without credentials
+    app.get(config.gcp.healthRoute, (c) => app.fetch(new Request(new URL("/health", c.req.url))));
+  }
   app.route(config.apiPrefix || "/", api);
+  if (config.uiEnabled) llamacppApiAlias(app, config.apiPrefix);
 
   app.notFound(() => errorResponse(new ApiError("not_found_error", "File Not Found")));
   app.onError((err) => {

@@ -48,11 +48,15 @@ export function parseKeyFile(text: string, file: string, admin: boolean): ApiKey
 const PUBLIC_PATHS = new Set(["/health", "/v1/health"]);
 const KEY_VAR = "apiKey";
 
-/** Rejects requests without a valid key (401) and remembers which key was used. */
-export function keyAuth(keys: ApiKey[], prefix: string): MiddlewareHandler {
+/**
+ * Rejects requests without a valid key (401) and remembers which key was used. `/health` is public
+ * wherever the API is mounted (at `--api-prefix`, and under a web UI's path).
+ */
+export function keyAuth(keys: ApiKey[]): MiddlewareHandler {
   return async (c, next) => {
-    const path = prefix && c.req.path.startsWith(prefix) ? c.req.path.slice(prefix.length) : c.req.path;
-    if (c.req.method === "OPTIONS" || PUBLIC_PATHS.has(path)) return next();
+    const path = c.req.path;
+    const isPublic = [...PUBLIC_PATHS].some((p) => path === p || path.endsWith(p));
+    if (c.req.method === "OPTIONS" || isPublic) return next();
     const header = c.req.header("authorization") ?? c.req.header("x-api-key") ?? "";
     const given = header.replace(/^Bearer\s+/i, "").trim();
     let match: ApiKey | undefined;

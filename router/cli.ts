@@ -12,7 +12,8 @@ import {
   switchValue,
 } from "./flags/flags.ts";
 import { type ApiKey, parseKeyFile } from "./auth.ts";
-import type { GatewayConfig } from "./config.ts";
+import { FEATURE_FLAGS, featureSettings } from "./features/settings.ts";
+import { type GatewayConfig, gcpCompatFromEnv, type WebuiPage } from "./config.ts";
 
 export class CliError extends Error {
   constructor(message: string) {
@@ -33,10 +34,35 @@ const ROUTER_ONLY = new Set([
   "--api-key-file",
   "--ssl-key-file",
   "--ssl-cert-file",
-  "--ui",
+  // canonical spelling of --ui (the table's last one): with "--ui" here, --no-ui reached the engines instead
+  "--webui",
+  "--path",
+  // the gateway serves /tools and /cors-proxy; in each engine they would only start MCP servers and tool
+  // runtimes nobody can reach
+  ...FEATURE_FLAGS,
 ]);
-/** Per-model identity flags: each model has its own, so the gateway's copy is dropped (as llama.cpp). */
-const STRIPPED = new Set(["--model", "--mmproj", "--alias"]);
+/**
+ * Flags that name one model and its identity. In router mode each model has its own; given to the
+ * gateway they make llama-server's single-model command line (`-m model.gguf`), whose model becomes
+ * the default one.
+ */
+const MODEL_IDENTITY = new Set([
+  "--model",
+  "--model-url",
+  "--hf-file",
+  "--mmproj",
+  "--mmproj-url",
+  "--alias",
+  "--tags",
+]);
+/** Identity flags that are a model source on their own (the others only describe one). */
+const MODEL_SOURCES = ["--model", "--model-url", "--hf-file"];
+/** Env forms of the model source flags, as llama-server reads them. */
+const MODEL_ENV: Record<string, string> = {
+  "--model": "LLAMA_ARG_MODEL",
+  "--model-url": "LLAMA_ARG_MODEL_URL",
+  "--hf-file": "LLAMA_ARG_HF_FILE",
+};
 
 /** Switchyard's own flags, not llama-server's. */
 const OWN_FLAGS: Record<string, keyof OwnValues> = {
@@ -72,6 +98,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
   const router = new Map<string, string | boolean>();
   const passthrough: OptionMap = new Map();
   const own: OwnValues = {};
+  const single: OptionMap = new Map();
   const warnings: string[] = [];
   let help = false, version = false;
 
@@ -100,12 +127,16 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     }
     const resolved = lookupFlag(spelling);
     if (!resolved) throw new CliError(`error: invalid argument: ${arg}`);
-    const value = readValue(resolved, spelling, takeValue, inline);
+    // llama-server's `--webui` is a switch; a page name after it also picks what `/` shows
+    const page = resolved.option.flag === "--webui" && !resolved.negated
+      ? pageName(inline ?? argv[i + 1])
+      : undefined;
+    if (page && inline === undefined) i++;
+    const value = page ?? readValue(resolved, spelling, takeValue, inline);
     const flag = resolved.option.flag;
     if (ROUTER_ONLY.has(flag) || flag === "--hf-repo") router.set(flag, value);
-    else if (STRIPPED.has(flag)) {
-      warnings.push(`${spelling} applies to one model; Switchyard always runs as a router, so it is ignored`);
-    } else {
+    else if (MODEL_IDENTITY.has(flag)) single.set(flag, value);
+    else {
       passthrough.set(flag, value);
       if (
         flag === "--offline" || flag === "--timeout" || flag === "--api-prefix" || flag === "--cors-origins"
@@ -132,6 +163,10 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     const v = fromEnv(flag, envName);
     return typeof v === "string" ? v : undefined;
   };
+  const bool = (flag: string, envName: string): boolean | undefined => {
+    const v = fromEnv(flag, envName);
+    return typeof v === "boolean" ? v : undefined;
+  };
   const int = (flag: string, envName: string, fallback: number): number => {
     const v = str(flag, envName);
     if (v === undefined) return fallback;
@@ -154,12 +189,32 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
   ];
 
   const modelsMax = int("--models-max", "LLAMA_ARG_MODELS_MAX", 4);
+  for (const [flag, envName] of Object.entries(MODEL_ENV)) {
+    if (!single.has(flag) && env[envName]) single.set(flag, env[envName]!);
+  }
+  const hfRepo = str("--hf-repo", "LLAMA_ARG_HF_REPO");
+  const singleSource = MODEL_SOURCES.some((f) => single.has(f));
+  if (hfRepo && singleSource && !single.has("--hf-file")) {
+    throw new CliError("error: give either -m/-mu or -hf, not both");
+  }
+  if (hfRepo && singleSource) single.set("--hf-repo", hfRepo);
+  if (single.size && !singleSource && !hfRepo) {
+    warnings.push(
+      `${
+        [...single.keys()].join(", ")
+      }: these describe the model of a single-model command line (-m, -hf, -mu), ` +
+        "and none was given, so they are ignored",
+    );
+  }
   const config: GatewayConfig = {
     host: str("--host", "LLAMA_ARG_HOST") ?? "127.0.0.1",
     port: int("--port", "LLAMA_ARG_PORT", 8080),
     modelsDir: str("--models-dir", "LLAMA_ARG_MODELS_DIR"),
     modelsPreset: str("--models-preset", "LLAMA_ARG_MODELS_PRESET"),
-    remotePreset: str("--hf-repo", "LLAMA_ARG_HF_REPO"),
+    // `-hf owner/repo` alone: a remote preset when the repo has preset.ini, else the single model
+    remotePreset: hfRepo && !singleSource ? hfRepo : undefined,
+    singleModel: singleSource || hfRepo ? single : undefined,
+    gcp: gcpCompatFromEnv(env),
     modelsMax: modelsMax < 0 ? 0 : modelsMax,
     autoload: fromEnv("--models-autoload", "LLAMA_ARG_MODELS_AUTOLOAD") !== false,
     apiKeys,
@@ -169,7 +224,18 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     corsOrigins: str("--cors-origins", "LLAMA_ARG_CORS_ORIGINS"),
     timeoutS: int("--timeout", "LLAMA_ARG_TIMEOUT", 3600),
     apiPrefix: (str("--api-prefix", "LLAMA_ARG_API_PREFIX") ?? "").replace(/\/+$/, ""),
-    uiEnabled: fromEnv("--ui", "LLAMA_ARG_UI") !== false,
+    ...webuiSetting(
+      router.get("--webui") ?? pageName(env.LLAMA_ARG_UI) ?? fromEnv("--webui", "LLAMA_ARG_UI"),
+    ),
+    staticPath: str("--path", "LLAMA_ARG_STATIC_PATH"),
+    features: featureSettings({
+      tools: str("--tools", "LLAMA_ARG_TOOLS"),
+      toolsRuntime: str("--tools-runtime", "LLAMA_ARG_TOOLS_RUNTIME"),
+      mcpServersConfig: str("--mcp-servers-config", "LLAMA_ARG_MCP_SERVERS_CONFIG"),
+      mcpServersJson: str("--mcp-servers-json", "LLAMA_ARG_MCP_SERVERS_JSON"),
+      corsProxy: bool("--webui-mcp-proxy", "LLAMA_ARG_UI_MCP_PROXY"),
+      agent: bool("--agent", "LLAMA_ARG_AGENT"),
+    }),
     passthrough,
     fakeTiming: !!env.LLAMA_SERVER_DEBUG_FAKE_TIMING,
     bodyLimit: own.bodyLimit ? positiveInt("--body-limit", own.bodyLimit) : 32 * 1024 * 1024,
@@ -180,8 +246,38 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
       : 120,
     maxCrashes: own.maxCrashes ? positiveInt("--max-crashes", own.maxCrashes) : 5,
   };
+  if (config.gcp) {
+    if (config.gcp.port !== config.port) {
+      warnings.push(
+        `Google Cloud Platform compat: overriding port ${config.port} with AIP_HTTP_PORT ${config.gcp.port}`,
+      );
+    }
+    config.port = config.gcp.port;
+  }
   if (config.port < 0 || config.port > 65535) throw new CliError(`error: invalid --port ${config.port}`);
+  if (config.uiEnabled && config.staticPath) checkStaticPath(config.staticPath);
   return { config, warnings, help, version };
+}
+
+function pageName(value: string | undefined): WebuiPage | undefined {
+  return value === "llamacpp" || value === "switchyard" ? value : undefined;
+}
+
+/** `--ui`/`--webui` as a switch (pages on or off) or a page name (on, and that page at `/`). */
+function webuiSetting(value: string | boolean | undefined): { uiEnabled: boolean; webui: WebuiPage } {
+  return {
+    uiEnabled: value !== false,
+    webui: pageName(typeof value === "string" ? value : undefined) ?? "switchyard",
+  };
+}
+
+/** llama-server refuses to start when --path is not a folder; so does the gateway. */
+function checkStaticPath(path: string): void {
+  let isDir = false;
+  try {
+    isDir = Deno.statSync(path).isDirectory;
+  } catch { /* reported below */ }
+  if (!isDir) throw new CliError(`error: --path: static assets path not found: ${path}`);
 }
 
 function readValue(
@@ -245,7 +341,14 @@ router options (llama-server's, same env forms):
   --port PORT               listen port (default 8080)                    LLAMA_ARG_PORT
   --models-dir DIR          folder of .gguf files and model folders       LLAMA_ARG_MODELS_DIR
   --models-preset FILE      INI file of model presets                     LLAMA_ARG_MODELS_PRESET
-  -hf, --hf-repo OWNER/REPO a Hub repo whose preset.ini is the models preset (llama.cpp's remote preset)
+  -hf, --hf-repo OWNER/REPO[:QUANT]
+                            with a preset.ini in the repo: that file is the models preset (remote preset);
+                            without one: the single model, pulled into the cache (see -m)
+single-model command line (llama-server's; the model becomes the default one, loaded at start-up):
+  -m, --model PATH          a local .gguf                                  LLAMA_ARG_MODEL
+  -hff, --hf-file FILE      with -hf: this file of the repo                LLAMA_ARG_HF_FILE
+  -mu, --model-url URL      a model the engine downloads                   LLAMA_ARG_MODEL_URL
+  -a, --alias A[,B]         its names (the first in sorted order is its id); --tags, --mmproj likewise
   --models-max N            models running at once (default 4, 0 = no limit) LLAMA_ARG_MODELS_MAX
   --models-autoload, --no-models-autoload
                             load a model on its first request (default on) LLAMA_ARG_MODELS_AUTOLOAD
@@ -253,7 +356,22 @@ router options (llama-server's, same env forms):
   --api-key-file FILE       keys, one per line ('KEY [models=a,b]')          LLAMA_ARG_API_KEY_FILE
   --cors-origins LIST       allowed CORS origins (none by default)         LLAMA_ARG_CORS_ORIGINS
   --offline                 never touch the network                        LLAMA_ARG_OFFLINE
+  --ui, --webui [llamacpp|switchyard], --no-ui, --no-webui               LLAMA_ARG_UI
+                            web pages on or off (default on); a page name picks what / shows:
+                            Switchyard's own (default; always at /switchyard/) or llama.cpp's
+                            web UI (always at /llamacpp/; built once with npm, see deno task webui)
+  --path DIR                serve the files of DIR at / instead, as llama-server does  LLAMA_ARG_STATIC_PATH
   --timeout N               proxied request timeout in seconds (default 3600)
+  --tools LIST|all          experimental: built-in tools at /tools         LLAMA_ARG_TOOLS
+                            (read_file, exec_shell_command, ...; all = every one)
+  --tools-runtime OPTION    where tools run (docker:IMAGE, ssh:TARGET...)  LLAMA_ARG_TOOLS_RUNTIME
+  --mcp-servers-config FILE, --mcp-servers-json JSON
+                            experimental: MCP servers' tools at /tools    LLAMA_ARG_MCP_SERVERS_*
+  --ui-mcp-proxy, --no-ui-mcp-proxy
+                            experimental: the web UI's CORS proxy at /cors-proxy LLAMA_ARG_UI_MCP_PROXY
+  -ag, --agent, --no-agent  all tools and the CORS proxy                  LLAMA_ARG_AGENT
+                            (tools run on this machine: never expose these to untrusted clients;
+                            with admin keys, POST /tools and /cors-proxy need one)
 Switchyard options:
   --server-bin PATH         llama-server to run (else LLAMA_SERVER_BIN, PATH, or a cached build)
   --spare-runners N         runners started ahead of need (default 1)

@@ -1,6 +1,10 @@
 /** The gateway's configuration, parsed from llama-server-style flags and their env forms. */
 import type { ApiKey } from "./auth.ts";
+import type { FeatureSettings } from "./features/settings.ts";
 import type { OptionMap } from "./flags/flags.ts";
+
+/** The two web pages: Switchyard's own, and llama.cpp's web UI (built with npm into the cache). */
+export type WebuiPage = "switchyard" | "llamacpp";
 
 export interface GatewayConfig {
   host: string;
@@ -9,6 +13,14 @@ export interface GatewayConfig {
   modelsPreset?: string;
   /** `-hf owner/repo` whose root holds preset.ini: that file is the models preset (llama.cpp's "remote preset") */
   remotePreset?: string;
+  /**
+   * llama-server's single-model command line (`-m`, `-hf`, `--hf-file`, `-mu`, with `--alias`, `--tags`,
+   * `--mmproj`): that model's identity flags. It joins the model table as the default model. With
+   * `remotePreset` also set, it applies only when the repo turns out to have no preset.ini.
+   */
+  singleModel?: OptionMap;
+  /** `AIP_MODE=PREDICTION`: Vertex AI's predict route, served on `AIP_HTTP_PORT`, as llama-server does */
+  gcp?: GcpCompat;
   /** 0 = unlimited */
   modelsMax: number;
   autoload: boolean;
@@ -23,7 +35,14 @@ export interface GatewayConfig {
   /** --timeout: seconds a proxied request may take */
   timeoutS: number;
   apiPrefix: string;
+  /** `--ui`/`--webui` (default) or `--no-ui`/`--no-webui`: whether any web page is served */
   uiEnabled: boolean;
+  /** `--webui llamacpp|switchyard`: the page `/` shows; the other stays at `/llamacpp/` or `/switchyard/` */
+  webui: WebuiPage;
+  /** `--path DIR`: a folder served at `/` instead, as llama-server serves it */
+  staticPath?: string;
+  /** `--tools`, `--mcp-servers-*`, `--ui-mcp-proxy`, `--agent`: `/tools` and `/cors-proxy`, served by the gateway */
+  features: FeatureSettings;
   /** llama-server options given to the gateway that every model instance inherits */
   passthrough: OptionMap;
   /** LLAMA_SERVER_DEBUG_FAKE_TIMING: 2 s before each load and each proxied request, as llama.cpp does */
@@ -42,3 +61,26 @@ export interface GatewayConfig {
 
 /** LLAMA_SERVER_DEBUG_FAKE_TIMING: llama.cpp's router waits this long before each load and each proxied request. */
 export const FAKE_TIMING_DELAY_MS = 2000;
+
+/** Google Cloud Vertex AI's container settings (`AIP_*`), as llama-server reads them. */
+export interface GcpCompat {
+  predictRoute: string;
+  /** serves `/health` here too; undefined: only at `/health` */
+  healthRoute?: string;
+  port: number;
+}
+
+/** `AIP_*` as llama.cpp reads them; undefined unless `AIP_MODE=PREDICTION`. */
+export function gcpCompatFromEnv(env: Record<string, string | undefined>): GcpCompat | undefined {
+  if (env.AIP_MODE !== "PREDICTION") return undefined;
+  const route = (name: string) => {
+    const value = env[name];
+    if (!value) return undefined;
+    return value.startsWith("/") ? value : `/${value}`;
+  };
+  return {
+    predictRoute: route("AIP_PREDICT_ROUTE") ?? "/predict",
+    healthRoute: route("AIP_HEALTH_ROUTE"),
+    port: Number(env.AIP_HTTP_PORT || "8080"),
+  };
+}

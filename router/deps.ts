@@ -1,5 +1,6 @@
 /** What the HTTP layer needs from the rest of the gateway. Routes get this, nothing more. */
 import type { GatewayConfig } from "./config.ts";
+import type { FeatureHost } from "./features/host.ts";
 import type { ModelPuller } from "./hub/puller.ts";
 import type { EventBus } from "./scheduler/events.ts";
 import type { Scheduler } from "./scheduler/scheduler.ts";
@@ -13,6 +14,13 @@ export interface GatewayDeps {
   /** kept-alive connections to the engines */
   upstream: UpstreamPool;
   events: EventBus;
+  /**
+   * The id of the model a single-model command line (`-m`, `-hf`) named: requests without a `model`
+   * the gateway knows go there, as llama-server ignores the field.
+   */
+  defaultModel?: string;
+  /** serves `/tools` and `/cors-proxy` when their flags were given (router/features/) */
+  features?: FeatureHost;
   /** `b<N>-<hash>` of the engine */
   buildInfo: string;
   /** re-reads every model source and applies it to the model table */

@@ -2,20 +2,22 @@
  * Wires the gateway together: finds the engine, reads the model sources, starts the runner pool,
  * the scheduler and the HTTP server. `main.ts` and the tests start the gateway through here.
  */
-import { FAKE_TIMING_DELAY_MS, type GatewayConfig } from "./config.ts";
-import { createApp } from "./app.ts";
-import { ModelPuller } from "./hub/puller.ts";
-import { GATEWAY_PID_ENV, killOrphanEngines } from "./orphans.ts";
-import { serverError } from "./errors.ts";
+import type { GatewayConfig } from "./config.ts";
+import { createGatewayCore } from "./core.ts";
+import { FeatureHost } from "./features/host.ts";
+import { anyFeature, FEATURE_ENV } from "./features/settings.ts";
+import { killOrphanEngines } from "./orphans.ts";
 import { type HubOptions, hubOptionsFromEnv } from "./hub/options.ts";
+import { pullAtStartup } from "./hub/puller.ts";
+import { HubUnavailableError } from "./hub/errors.ts";
 import { fetchRemotePreset } from "./hub/remote_preset.ts";
-import { UpstreamPool } from "./upstream/http1.ts";
-import { CountAdmission } from "./scheduler/admission.ts";
-import { EventBus } from "./scheduler/events.ts";
-import { Scheduler } from "./scheduler/scheduler.ts";
+import type { EventBus } from "./scheduler/events.ts";
+import type { Scheduler } from "./scheduler/scheduler.ts";
 import { resolveCacheDir } from "./sources/cache_dir.ts";
 import { loadCatalog } from "./sources/catalog.ts";
-import type { SourceOptions } from "./sources/types.ts";
+import { singleModelSpec } from "./sources/single_model.ts";
+import { FLAG } from "./sources/spec.ts";
+import type { ModelSpec, SourceOptions } from "./sources/types.ts";
 import { engineVersion, resolveEngine } from "./engine/binary.ts";
 import { RunnerPool } from "../runners/supervisor.ts";
 
@@ -33,17 +35,22 @@ export interface GatewayOptions {
   log: (line: string) => void;
 }
 
-export async function startGateway(config: GatewayConfig, opts: GatewayOptions): Promise<Gateway> {
+export async function startGateway(given: GatewayConfig, opts: GatewayOptions): Promise<Gateway> {
+  let config = given;
   const { log } = opts;
   const engineBin = await resolveEngine({ serverBin: config.serverBin, env: opts.env, log });
   const buildInfo = await engineVersion(engineBin);
   const cacheDir = resolveCacheDir(opts.env);
   const hub = hubOptionsFromEnv(opts.env, cacheDir);
-  const sources: SourceOptions = {
-    cacheDir,
-    modelsDir: config.modelsDir,
-    presetFile: config.modelsPreset ?? await remotePreset(config, hub, log),
-  };
+  const remote = config.modelsPreset ? undefined : await remotePreset(config, hub, log);
+  const presetFile = config.modelsPreset ?? remote;
+  const defaultModel = await resolveSingleModel(config, remote !== undefined, hub, log);
+  if (defaultModel) {
+    log(`single-model command line: ${defaultModel.id} is the default model`);
+    // llama.cpp's fake timing is its router's; llama-server with a model ignores it
+    config = { ...config, fakeTiming: false };
+  }
+  const sources: SourceOptions = { cacheDir, modelsDir: config.modelsDir, presetFile, defaultModel };
   const catalog = await loadCatalog(sources);
   catalog.warnings.forEach((w) => log(`warning: ${w}`));
 
@@ -51,54 +58,24 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
   if (orphans.length) {
     log(`stopped ${orphans.length} engines left by an earlier gateway: pids ${orphans.join(", ")}`);
   }
-  const events = new EventBus();
+  const features = anyFeature(config.features)
+    ? await FeatureHost.start({ bin: engineBin, settings: config.features, env: opts.env, log })
+    : undefined;
   const pool = new RunnerPool({ spares: config.spareRunners, log, env: engineEnvironment(opts.env) });
-  const scheduler = new Scheduler({
+  const { app, scheduler, events, upstream, reload } = createGatewayCore(config, {
     engineBin,
+    buildInfo,
     starter: pool,
-    admission: new CountAdmission(config.modelsMax),
-    events,
-    passthrough: config.passthrough,
-    // marks engines as ours, so a later gateway can find those an earlier one left behind
-    engineEnv: { [GATEWAY_PID_ENV]: String(Deno.pid) },
-    loadDelayMs: config.fakeTiming ? FAKE_TIMING_DELAY_MS : 0,
-    queueMax: config.queueMax,
-    loadSilenceTimeoutMs: config.loadSilenceTimeoutS * 1000,
-    maxCrashes: config.maxCrashes,
+    sources,
+    hub,
+    models: catalog.models,
+    defaultModel: defaultModel?.id,
+    features,
     log,
-  }, catalog.models);
+  });
   log(
     `engine: ${engineBin} (${buildInfo}); ${catalog.models.length} models; ${config.modelsMax || "no"} limit`,
   );
-
-  let reloading: Promise<void> | undefined;
-  const reload = (): Promise<void> => {
-    reloading ??= (async () => {
-      try {
-        const fresh = await loadCatalog(sources, { onReload: true });
-        fresh.warnings.forEach((w) => log(`warning: ${w}`));
-        await scheduler.replaceSpecs(fresh.models);
-        events.publish({ model: "*", event: "models_reload" });
-        log(`models reloaded: ${fresh.models.length} models`);
-      } catch (err) {
-        log(`reload failed, models unchanged: ${(err as Error).message}`);
-        throw serverError(`reload failed, models unchanged: ${(err as Error).message}`);
-      } finally {
-        reloading = undefined;
-      }
-    })();
-    return reloading;
-  };
-
-  const puller = new ModelPuller({
-    hub,
-    scheduler,
-    reload,
-    offline: config.offline,
-    log,
-  });
-  const upstream = new UpstreamPool();
-  const app = createApp({ config, scheduler, puller, upstream, events, buildInfo, reload, log });
   const listening = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({
     hostname: config.host,
@@ -108,23 +85,71 @@ export async function startGateway(config: GatewayConfig, opts: GatewayOptions):
   const addr = await listening.promise;
   const url = `http://${addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname}:${addr.port}`;
   log(`listening on ${url}`);
-  await scheduler.loadOnStartup();
 
   let closing: Promise<void> | undefined;
-  return {
-    url,
-    scheduler,
-    events,
-    reload,
-    close: () =>
-      closing ??= (async () => {
-        const drained = server.shutdown();
-        await scheduler.shutdown();
-        await pool.shutdown();
-        upstream.close();
-        await Promise.race([drained, new Promise((r) => setTimeout(r, 5000))]);
-      })(),
-  };
+  const close = () =>
+    closing ??= (async () => {
+      const drained = server.shutdown();
+      await scheduler.shutdown();
+      await Promise.all([pool.shutdown(), features?.close()]);
+      upstream.close();
+      await Promise.race([drained, new Promise((r) => setTimeout(r, 5000))]);
+    })();
+  try {
+    if (defaultModel) await loadDefaultModel(scheduler, defaultModel.id);
+    await scheduler.loadOnStartup();
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { url, scheduler, events, reload, close };
+}
+
+/**
+ * llama-server with a model loads it before it serves (its `/health` answers 503 meanwhile) and exits
+ * when it cannot: so does the gateway on a single-model command line.
+ */
+async function loadDefaultModel(scheduler: Scheduler, id: string): Promise<void> {
+  await scheduler.load(id);
+  try {
+    (await scheduler.acquire(id, { autoload: false, touch: false })).release();
+  } catch (err) {
+    throw new Error(`the model given on the command line failed to load: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * The single-model command line's model, once it can be loaded: `-hf` is pulled into the cache first
+ * (as llama-server does before it loads), `-m` must name a file. `-hf owner/repo` alone is a remote
+ * preset when the repo has a preset.ini (`hasRemotePreset`), and this model otherwise.
+ */
+export async function resolveSingleModel(
+  config: GatewayConfig,
+  hasRemotePreset: boolean,
+  hub: HubOptions,
+  log: (line: string) => void,
+): Promise<ModelSpec | undefined> {
+  if (!config.singleModel) return undefined;
+  const identity = new Map(config.singleModel);
+  if (config.remotePreset) {
+    if (hasRemotePreset) return undefined;
+    identity.set(FLAG.hfRepo, config.remotePreset);
+  }
+  const hfRepo = identity.get(FLAG.hfRepo);
+  const hfFile = identity.get(FLAG.hfFile);
+  if (typeof hfRepo === "string") {
+    await pullAtStartup(hfRepo, typeof hfFile === "string" ? hfFile : undefined, {
+      hub,
+      offline: config.offline,
+      log,
+    });
+  }
+  const path = identity.get(FLAG.model);
+  if (typeof path === "string" && !hfRepo) {
+    const info = await Deno.stat(path).catch(() => undefined);
+    if (!info?.isFile) throw new Error(`-m ${path}: no such model file`);
+  }
+  return singleModelSpec(identity);
 }
 
 /** `-hf owner/repo`: the repo's preset.ini, fetched into the cache (or found there when offline). */
@@ -134,7 +159,17 @@ async function remotePreset(
   log: (line: string) => void,
 ): Promise<string | undefined> {
   if (!config.remotePreset) return undefined;
-  const path = await fetchRemotePreset(config.remotePreset, { ...hub, offline: config.offline });
+  let path;
+  try {
+    path = await fetchRemotePreset(config.remotePreset, { ...hub, offline: config.offline });
+  } catch (err) {
+    // llama-server falls back to the cache when the Hub cannot be reached; so does the single model
+    if (!(err instanceof HubUnavailableError) || !config.singleModel) throw err;
+    log(`warning: ${err.message}; looking for ${config.remotePreset} in the cache`);
+    path = await fetchRemotePreset(config.remotePreset, { ...hub, offline: true });
+  }
+  // without a preset.ini the repo is the model of a single-model command line, as in llama-server
+  if (!path && config.singleModel) return undefined;
   if (!path) {
     throw new Error(
       `-hf ${config.remotePreset}: the repo has no preset.ini${config.offline ? " in the cache" : ""}; ` +
@@ -153,12 +188,16 @@ export function engineEnvironment(env: Record<string, string | undefined>): Reco
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
     if (value === undefined || GATEWAY_ONLY_ENV.has(name) || name.startsWith("LLAMA_ARG_MODELS_")) continue;
+    // Vertex AI's variables make llama-server bind AIP_HTTP_PORT: the gateway's port, not the engine's
+    if (name.startsWith("AIP_")) continue;
     out[name] = value;
   }
   return out;
 }
 
 const GATEWAY_ONLY_ENV = new Set([
+  // the gateway serves /tools and /cors-proxy (router/features/)
+  ...FEATURE_ENV,
   "LLAMA_API_KEY",
   "LLAMA_ARG_API_KEY_FILE",
   "SWITCHYARD_ADMIN_API_KEY",
@@ -167,4 +206,9 @@ const GATEWAY_ONLY_ENV = new Set([
   "LLAMA_ARG_HOST",
   "LLAMA_ARG_PORT",
   "HF_TOKEN",
+  // a single-model command line's model is the gateway's to run; engines get theirs as flags
+  "LLAMA_ARG_MODEL",
+  "LLAMA_ARG_MODEL_URL",
+  "LLAMA_ARG_HF_REPO",
+  "LLAMA_ARG_HF_FILE",
 ]);

@@ -15,7 +15,7 @@ import { UpstreamError, type UpstreamPool } from "./upstream/http1.ts";
  * credentials, which are the gateway's business (engines never hold keys) and, as a browser's
  * cookies, can outgrow the engine's 8 KB header limit.
  */
-const HOP_REQUEST = new Set([
+export const HOP_REQUEST = new Set([
   "host",
   "connection",
   "keep-alive",
@@ -27,7 +27,7 @@ const HOP_REQUEST = new Set([
   "cookie",
 ]);
 /** Response headers the gateway sets itself. */
-const HOP_RESPONSE = ["connection", "keep-alive", "transfer-encoding", "content-length", "server"];
+export const HOP_RESPONSE = ["connection", "keep-alive", "transfer-encoding", "content-length", "server"];
 
 export interface ForwardOptions {
   pool: UpstreamPool;

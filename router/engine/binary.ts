@@ -22,7 +22,7 @@ const CMAKE_FLAGS = [
 ];
 
 // Plain joins: node:path would make `deno check` want @types/node, which the project does not install.
-function join(...parts: string[]): string {
+export function join(...parts: string[]): string {
   return parts.join("/").replace(/\/+/g, "/");
 }
 
@@ -49,10 +49,14 @@ export class EngineBuildError extends Error {
   override name = "EngineBuildError";
 }
 
+/** `${XDG_CACHE_HOME:-$HOME/.cache}/switchyard`: what Switchyard builds lives under it, outside the repo. */
+export function switchyardCacheDir(env: Env): string {
+  return join(env.XDG_CACHE_HOME || join(env.HOME ?? "/tmp", ".cache"), "switchyard");
+}
+
 /** `${XDG_CACHE_HOME:-$HOME/.cache}/switchyard/engine`: source, build tree, log, lock and stamp. */
 export function engineCacheDir(env: Env): string {
-  const base = env.XDG_CACHE_HOME || join(env.HOME ?? "/tmp", ".cache");
-  return join(base, "switchyard", "engine");
+  return join(switchyardCacheDir(env), "engine");
 }
 
 async function isExecutable(path: string): Promise<boolean> {
@@ -64,7 +68,7 @@ async function isExecutable(path: string): Promise<boolean> {
   }
 }
 
-async function onPath(name: string, env: Env): Promise<string | null> {
+export async function onPath(name: string, env: Env): Promise<string | null> {
   for (const dir of (env.PATH ?? "").split(":")) {
     if (dir && await isExecutable(join(dir, name))) return join(dir, name);
   }
@@ -98,7 +102,7 @@ export async function resolveEngine(options: ResolveEngineOptions): Promise<stri
   return await buildEngine({ env, log: options.log });
 }
 
-async function buildInProgress(dir: string): Promise<boolean> {
+export async function buildInProgress(dir: string): Promise<boolean> {
   let lock: Deno.FsFile;
   try {
     lock = await Deno.open(join(dir, "build.lock"), { read: true });
@@ -136,8 +140,10 @@ async function checkBuildTools(env: Env): Promise<void> {
   );
 }
 
-interface RunOptions {
+export interface RunOptions {
   cwd?: string;
+  /** added to the inherited environment */
+  env?: Record<string, string>;
   logFile?: Deno.FsFile;
   onLine?: (line: string) => void;
 }
@@ -145,9 +151,15 @@ interface RunOptions {
 const encoder = new TextEncoder();
 
 /** Runs a build step, appending its output to the build log; throws with the log's tail on failure. */
-async function run(cmd: string, args: string[], options: RunOptions = {}): Promise<void> {
+export async function run(cmd: string, args: string[], options: RunOptions = {}): Promise<void> {
   const tail: string[] = [];
-  const child = new Deno.Command(cmd, { args, cwd: options.cwd, stdout: "piped", stderr: "piped" }).spawn();
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: options.cwd,
+    env: options.env,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
   const onLine = (line: string) => {
     options.logFile?.writeSync(encoder.encode(line + "\n"));
     tail.push(line);
@@ -164,7 +176,7 @@ async function run(cmd: string, args: string[], options: RunOptions = {}): Promi
   }
 }
 
-async function output(cmd: string, args: string[], cwd?: string): Promise<string> {
+export async function output(cmd: string, args: string[], cwd?: string): Promise<string> {
   const out = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" }).output();
   if (!out.success) {
     throw new EngineBuildError(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
@@ -196,7 +208,7 @@ async function fetchPackage(dir: string, env: Env, log: (line: string) => void):
 }
 
 /** Puts the pinned llama.cpp source at `<dir>/src`, unless a checkout is already there. */
-async function ensureSource(dir: string, env: Env, log: (line: string) => void): Promise<void> {
+export async function ensureSource(dir: string, env: Env, log: (line: string) => void): Promise<void> {
   const src = join(dir, "src");
   if (await exists(join(src, "CMakeLists.txt"))) return;
   const staging = join(dir, "download.tmp");
@@ -215,7 +227,7 @@ async function ensureSource(dir: string, env: Env, log: (line: string) => void):
   }
 }
 
-async function exists(path: string): Promise<boolean> {
+export async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
     return true;
@@ -241,13 +253,8 @@ export async function buildEngine(options: { env: Env; log?: (line: string) => v
   const log = options.log ?? ((line: string) => console.error(line));
   const dir = engineCacheDir(env);
   const bin = join(dir, "build", "bin", "llama-server");
-  await Deno.mkdir(dir, { recursive: true });
-  const lock = await Deno.open(join(dir, "build.lock"), { create: true, write: true });
+  const release = await holdBuildLock(dir, "llama-server", log);
   try {
-    if (!await lock.tryLock(true)) {
-      log(`switchyard: another process is building llama-server in ${dir}; waiting for it`);
-      await lock.lock(true);
-    }
     const stampFile = join(dir, "build", "switchyard-engine.json");
     if (await isExecutable(bin) && await exists(stampFile)) return bin;
     await checkBuildTools(env);
@@ -286,9 +293,34 @@ export async function buildEngine(options: { env: Env; log?: (line: string) => v
     log(`switchyard: llama-server built: ${bin}`);
     return bin;
   } finally {
+    await release();
+  }
+}
+
+/**
+ * Takes `<dir>/build.lock` (creating `dir`), waiting with a note to `log` while another process
+ * builds `what` there, so two builds never share a tree. Resolves with the function that releases it.
+ */
+export async function holdBuildLock(
+  dir: string,
+  what: string,
+  log: (line: string) => void,
+): Promise<() => Promise<void>> {
+  await Deno.mkdir(dir, { recursive: true });
+  const lock = await Deno.open(join(dir, "build.lock"), { create: true, write: true });
+  try {
+    if (!await lock.tryLock(true)) {
+      log(`switchyard: another process is building ${what} in ${dir}; waiting for it`);
+      await lock.lock(true);
+    }
+  } catch (error) {
+    lock.close();
+    throw error;
+  }
+  return async () => {
     await lock.unlock().catch(() => {});
     lock.close();
-  }
+  };
 }
 
 const versions = new Map<string, Promise<string>>();

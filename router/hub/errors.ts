@@ -11,6 +11,14 @@ export class InvalidRepoError extends Error {
   }
 }
 
+/** `--hf-file` names a file the repo does not have. */
+export class HubFileNotFoundError extends Error {
+  constructor(readonly repo: string, readonly file: string) {
+    super(`file '${file}' not found in repository '${repo}' on the hub`);
+    this.name = "HubFileNotFoundError";
+  }
+}
+
 export class RepoNotFoundError extends Error {
   constructor(readonly repo: string, readonly revision = "main") {
     super(`repository '${repo}' (revision '${revision}') not found on the hub`);

@@ -5,12 +5,15 @@
  * when a download lands so the model appears under its cache id.
  */
 import { ApiError, badRequest, notFound, serverError, unavailable } from "../errors.ts";
-import { DownloadManager } from "./download.ts";
+import { DownloadManager, downloadModel } from "./download.ts";
+import { resolveHubFiles } from "./resolve.ts";
+import { cacheFileFor } from "../sources/hf_cache.ts";
 import {
   ChecksumMismatchError,
   DiskFullError,
   DownloadCancelledError,
   HubAuthError,
+  HubFileNotFoundError,
   HubUnavailableError,
   InvalidRepoError,
   QuantNotFoundError,
@@ -99,10 +102,31 @@ export class ModelPuller {
   }
 }
 
+/**
+ * The single-model command line's `-hf owner/repo[:quant]` (with `--hf-file`), made present in the cache
+ * before the model loads, as llama-server downloads it at start-up; with `--offline` it must be there.
+ */
+export async function pullAtStartup(
+  hfRepo: string,
+  hfFile: string | undefined,
+  opts: Pick<ModelPullerOptions, "hub" | "offline" | "log">,
+): Promise<void> {
+  if (await cacheFileFor(opts.hub.cacheDir, hfRepo, hfFile)) return;
+  const what = `${hfRepo}${hfFile ? ` (${hfFile})` : ""}`;
+  if (opts.offline) throw new Error(`-hf ${what} is not in the cache and --offline is set`);
+  opts.log(`downloading ${what} from ${opts.hub.endpoint}`);
+  const plan = await resolveHubFiles({ ...parseHubSpec(hfRepo), file: hfFile }, opts.hub);
+  const result = await downloadModel(plan, opts.hub);
+  opts.log(`downloaded ${what}: ${result.files.map((f) => f.path).join(", ")}`);
+}
+
 function toApiError(err: Error): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof InvalidRepoError) return badRequest(`error: ${err.message}`);
-  if (err instanceof RepoNotFoundError || err instanceof QuantNotFoundError) return notFound(err.message);
+  if (
+    err instanceof RepoNotFoundError || err instanceof QuantNotFoundError ||
+    err instanceof HubFileNotFoundError
+  ) return notFound(err.message);
   if (err instanceof HubAuthError) return new ApiError("permission_error", err.message, 403);
   if (err instanceof HubUnavailableError) return unavailable(err.message);
   if (err instanceof DownloadCancelledError) return badRequest(`download cancelled: ${err.message}`);

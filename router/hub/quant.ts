@@ -15,6 +15,8 @@ export const ggufSplitInfo: (path: string) => GgufSplitInfo | undefined = parseG
 export interface HubSpec {
   repo: string;
   tag?: string;
+  /** `--hf-file`: this file of the repo, instead of the one the tag picks */
+  file?: string;
 }
 
 const SIDECAR_MARKERS = ["mmproj", "imatrix", "mtp-", "eagle3-", "dflash-", "dspark-"];

@@ -4,6 +4,7 @@
 import { HubApiError, listFiles, modelInfo } from "@huggingface/hub";
 import {
   HubAuthError,
+  HubFileNotFoundError,
   HubUnavailableError,
   InvalidRepoError,
   QuantNotFoundError,
@@ -66,7 +67,8 @@ export async function resolveHubFiles(
   const { repo, tag } = spec;
   if (!isValidRepoId(repo)) throw new InvalidRepoError(tag ? `${repo}:${tag}` : repo);
   const { commit, gated, listing } = await listRepo(repo, opts);
-  const primary = pickPrimary(listing, tag);
+  const primary = spec.file ? listing.find((l) => l.path === spec.file) : pickPrimary(listing, tag);
+  if (!primary && spec.file) throw new HubFileNotFoundError(repo, spec.file);
   if (!primary) throw new QuantNotFoundError(repo, tag, availableQuants(listing.map((l) => l.path)));
   const toFile = (l: ListedFile, role: HubFile["role"]): HubFile => ({
     ...l,

@@ -4,6 +4,7 @@
  */
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
+import { modelVisible } from "../auth.ts";
 import type { GatewayDeps } from "../deps.ts";
 import type { ModelEvent } from "../scheduler/events.ts";
 import { modelEntry } from "./model_entry.ts";
@@ -17,12 +18,17 @@ export function eventRoutes(deps: GatewayDeps): Hono {
     return streamSSE(c, async (stream) => {
       const pending: ModelEvent[] = [];
       let wake: (() => void) | undefined;
+      // a key limited to some models hears of those only, as it sees only those in /models
+      const visible = (model: string) =>
+        model === "*" || modelVisible(c, deps.scheduler.find(model)?.names ?? [model]);
       const unsubscribe = deps.events.subscribe((event) => {
+        if (!visible(event.model)) return;
         pending.push(event);
         wake?.();
       });
       stream.onAbort(() => wake?.());
-      const models = deps.scheduler.records().filter((r) => !r.spec.hidden).map((r) => modelEntry(r));
+      const models = deps.scheduler.records().filter((r) => !r.spec.hidden && modelVisible(c, r.names))
+        .map((r) => modelEntry(r));
       await stream.writeSSE({ data: JSON.stringify({ model: "*", event: "snapshot", data: { models } }) });
       try {
         while (!stream.aborted) {

@@ -12,6 +12,8 @@ import { isSafeModelName } from "../sources/names.ts";
 import { EngineUnreachableError, forward } from "../proxy.ts";
 import { FAKE_TIMING_DELAY_MS } from "../config.ts";
 import type { GatewayDeps } from "../deps.ts";
+import { conversationTicket } from "../streams/conversations.ts";
+import type { ConversationTicket } from "../streams/owners.ts";
 
 /** llama.cpp's router routes these by the `model` field of the body (README: routing list). */
 export const POST_ROUTES = [
@@ -70,16 +72,31 @@ async function proxy(
   body: ArrayBuffer | null,
   touch: boolean,
 ): Promise<Response> {
-  if (typeof model !== "string" || model === "") throw badRequest("model name is missing from the request");
-  if (!isSafeModelName(model)) throw badRequest("invalid model name");
-  const deadline = new Deadline(c.req.raw.signal, deps.config.timeoutS * 1000);
+  const wanted = checkedModelName(deps, model);
+  // a resumable stream's POST outlives its client (llama.cpp detaches it): the stream is for a later
+  // GET /v1/stream; a stop (DELETE /v1/stream) cancels it until it reaches its engine
+  const ticket = conversationTicket(c.req.raw, deps, wanted);
+  const deadline = new Deadline(ticket?.signal ?? c.req.raw.signal, deps.config.timeoutS * 1000);
   try {
-    const name = await resolveModel(c, deps, model, deadline.signal);
-    return await proxyTo(c, deps, name, body, touch, deadline);
+    const name = await resolveModel(c, deps, wanted, deadline.signal);
+    ticket?.routedTo(name);
+    return await proxyTo(c, deps, name, body, touch, deadline, ticket);
   } catch (err) {
     deadline.end();
     throw err;
   }
+}
+
+/**
+ * The model a request names, checked. On a single-model command line a request without a `model` the
+ * gateway knows goes to the default model, as llama-server ignores the field.
+ */
+function checkedModelName(deps: GatewayDeps, model: unknown): string {
+  const known = typeof model === "string" && model !== "" && deps.scheduler.find(model) !== undefined;
+  if (deps.defaultModel && !known) return deps.defaultModel;
+  if (typeof model !== "string" || model === "") throw badRequest("model name is missing from the request");
+  if (!isSafeModelName(model)) throw badRequest("invalid model name");
+  return model;
 }
 
 /** The model id to route to: a first request for an uncached hub model pulls it first. */
@@ -110,6 +127,7 @@ async function proxyTo(
   body: ArrayBuffer | null,
   touch: boolean,
   deadline: Deadline,
+  ticket?: ConversationTicket,
 ): Promise<Response> {
   const { signal } = deadline;
   const url = new URL(c.req.url);
@@ -120,6 +138,7 @@ async function proxyTo(
     const lease = { ...held, release: () => (held.release(), deadline.end()) };
     try {
       if (deps.config.fakeTiming) await sleep(FAKE_TIMING_DELAY_MS, signal);
+      ticket?.admitted();
     } catch (err) {
       held.release();
       throw err;

@@ -25,7 +25,8 @@ export function modelEntry(record: ModelRecord, now = Math.floor(Date.now() / 10
   }
   const entry: ModelEntry = {
     id: spec.id,
-    aliases: spec.aliases,
+    // llama-server's single-model listing counts the model's own name among its aliases
+    aliases: spec.source === "cli" ? [...new Set([spec.id, ...spec.aliases])].sort() : spec.aliases,
     tags: spec.tags,
     object: "model",
     owned_by: "llamacpp",

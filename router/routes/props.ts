@@ -1,14 +1,22 @@
-/** The router's own `/health` and `/props` (the latter only without `?model=`). */
+/** The router's own `/health` and `/props` (the latter only without `?model=`, in router mode). */
 import { Hono } from "hono";
 import type { GatewayDeps } from "../deps.ts";
+import { ApiError, errorResponse } from "../errors.ts";
 
 export function propsRoutes(deps: GatewayDeps): Hono {
   const app = new Hono();
-  const health = () => Response.json({ status: "ok" });
+  const health = () => {
+    // llama-server with a model answers 503 until that model is ready
+    if (deps.defaultModel && deps.scheduler.find(deps.defaultModel)?.state === "loading") {
+      return errorResponse(new ApiError("unavailable_error", "Loading model", 503));
+    }
+    return Response.json({ status: "ok" });
+  };
   app.get("/health", health);
   app.get("/v1/health", health);
   app.get("/props", (c, next) => {
-    if (c.req.query("model")) return next();
+    // on a single-model command line, the default model's engine answers, as llama-server does
+    if (c.req.query("model") || deps.defaultModel) return next();
     return c.json({
       role: "router",
       max_instances: deps.config.modelsMax,
@@ -18,7 +26,7 @@ export function propsRoutes(deps: GatewayDeps): Hono {
       default_generation_settings: { params: {}, n_ctx: 0 },
       ui_settings: {},
       build_info: deps.buildInfo,
-      cors_proxy_enabled: false,
+      cors_proxy_enabled: deps.features?.settings.corsProxy ?? false,
       switchyard: { queue: deps.scheduler.queueLength(), running: deps.scheduler.aliveCount() },
     });
   });

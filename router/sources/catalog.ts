@@ -13,7 +13,7 @@ import { type CachedRepo, cacheModels, resolveCachedFile, scanCacheRepos } from 
 import { scanModelsDir } from "./models_dir.ts";
 import { isSafeModelName } from "./names.ts";
 import { loadPreset, type Preset, type PresetSection } from "./preset.ts";
-import { DEFAULT_STOP_TIMEOUT_S, FLAG, newSpec } from "./spec.ts";
+import { DEFAULT_STOP_TIMEOUT_S, FLAG, newSpec, splitList } from "./spec.ts";
 import { type Catalog, type ModelSpec, SourceError, type SourceOptions } from "./types.ts";
 
 export { isSafeModelName };
@@ -35,7 +35,9 @@ export interface LoadMode {
 export async function loadCatalog(opts: SourceOptions, mode: LoadMode = {}): Promise<Catalog> {
   const warnings: string[] = [];
   const repos = await scanCacheRepos(opts.cacheDir);
-  const byId = new Map<string, ModelSpec>(cacheModels(repos).map((s) => [s.id, s]));
+  // single-model mode lists its model, not the cache, as llama-server does (it still resolves -hf there)
+  const listed = opts.defaultModel ? [] : cacheModels(repos);
+  const byId = new Map<string, ModelSpec>(listed.map((s) => [s.id, s]));
   if (opts.modelsDir) {
     const local = await scanModelsDir(opts.modelsDir);
     warnings.push(...local.warnings);
@@ -57,6 +59,10 @@ export async function loadCatalog(opts: SourceOptions, mode: LoadMode = {}): Pro
     byId.set(spec.id, spec);
   }
 
+  if (opts.defaultModel) {
+    // a copy: alias assignment consumes `--alias`, and the same spec is read again on every reload
+    byId.set(opts.defaultModel.id, { ...opts.defaultModel, options: new Map(opts.defaultModel.options) });
+  }
   hideDeduplicated(byId, repos, preset);
   const models = [...byId.values()].sort((a, b) => cmp(a.id, b.id));
   assignAliases(models, preset, mode.onReload ?? false, warnings);
@@ -164,11 +170,6 @@ function assignAliases(
 function aliasLine(preset: Preset | undefined, id: string): number | undefined {
   const section = preset?.sections.find((s) => s.name === id);
   return section?.lines.get(FLAG.alias) ?? preset?.global?.lines.get(FLAG.alias);
-}
-
-function splitList(value: string | boolean | undefined): string[] {
-  if (typeof value !== "string") return [];
-  return [...new Set(value.split(",").map((s) => s.trim()).filter(Boolean))];
 }
 
 function cmp(a: string, b: string): number {

@@ -18,6 +18,12 @@ export function newSpec(id: string, source: ModelSource, options: OptionMap): Mo
   };
 }
 
+/** A comma-separated option (`--alias a,b`, `--tags x,y`): trimmed, unique, in order. */
+export function splitList(value: string | boolean | undefined): string[] {
+  if (typeof value !== "string") return [];
+  return [...new Set(value.split(",").map((s) => s.trim()).filter(Boolean))];
+}
+
 /**
  * The canonical (last) spelling of a llama-server flag. Spellings move between llama.cpp releases
  * (`--spec-draft-model` renders as `--model-draft`), so callers name any spelling and store this.

@@ -4,7 +4,8 @@
  */
 import type { OptionMap } from "../flags/flags.ts";
 
-export type ModelSource = "cache" | "models_dir" | "preset";
+/** `cli`: the model of a single-model command line (`-m`, `-hf`, `-mu`) */
+export type ModelSource = "cache" | "models_dir" | "preset" | "cli";
 
 export interface ModelSpec {
   /** canonical id: `owner/repo:TAG` (cache), the file or folder name (models-dir), the section name (preset) */
@@ -50,6 +51,8 @@ export interface SourceOptions {
   cacheDir: string;
   modelsDir?: string;
   presetFile?: string;
+  /** the model of a single-model command line; the cache is then not listed */
+  defaultModel?: ModelSpec;
 }
 
 export interface Catalog {

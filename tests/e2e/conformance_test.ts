@@ -11,13 +11,17 @@
  */
 import { join } from "node:path";
 import { assertEquals } from "../helpers/assert.ts";
+import {
+  harnessMissing,
+  prepareHarness,
+  runPytest,
+  switchyardAsLlamaServer,
+} from "../helpers/llamacpp_pytest.ts";
 import { addToHfCache } from "../helpers/models.ts";
 import { startFakeHub } from "../fixtures/fake_hub.ts";
 import { tinyLlamaGguf } from "../fixtures/gguf.ts";
-import { engineCacheDir } from "../../router/engine/binary.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-const UPSTREAM_TESTS = join(engineCacheDir(Deno.env.toObject()), "src", "tools", "server", "tests");
+const FILES = ["test_router.py"];
 /**
  * The Hub repos the tests use, served by the fake hub. `test-preset-ci` is our stand-in for
  * llama.cpp's remote-preset test repo: a preset.ini naming the two models the test looks for.
@@ -31,22 +35,7 @@ const REMOTE_PRESET = [
   "",
 ].join("\n");
 
-async function why(): Promise<string | undefined> {
-  try {
-    await Deno.stat(join(UPSTREAM_TESTS, "unit", "test_router.py"));
-  } catch {
-    return `llama.cpp's test sources are not at ${UPSTREAM_TESTS} (they come with the engine build)`;
-  }
-  const probe = await new Deno.Command("python3", {
-    args: ["-c", "import pytest, requests"],
-    stdout: "null",
-    stderr: "null",
-  }).output().catch(() => undefined);
-  if (!probe?.success) return "python3 with pytest and requests is needed for llama.cpp's harness";
-  return undefined;
-}
-
-const skip = await why();
+const skip = await harnessMissing(FILES);
 if (skip) console.error(`skipping llama.cpp conformance tests: ${skip}`);
 
 Deno.test({
@@ -55,19 +44,9 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const work = await Deno.makeTempDir({ prefix: "switchyard-conformance-" });
+    const work = await prepareHarness(FILES);
     let hub: Awaited<ReturnType<typeof startFakeHub>> | undefined;
     try {
-      await Deno.mkdir(join(work, "unit"));
-      await Deno.mkdir(join(work, "tmp"));
-      await Deno.copyFile(join(UPSTREAM_TESTS, "utils.py"), join(work, "utils.py"));
-      await Deno.copyFile(
-        join(UPSTREAM_TESTS, "unit", "test_router.py"),
-        join(work, "unit", "test_router.py"),
-      );
-      for (const f of ["conftest.py", "filelock.py", "wget.py"]) {
-        await Deno.copyFile(join(ROOT, "tests", "conformance", f), join(work, f));
-      }
       const cache = join(work, "cache");
       await addToHfCache(cache, "ggml-org/tinygemma3-GGUF", "tinygemma3-Q8_0.gguf");
       await addToHfCache(cache, "ggml-org/test-model-stories260K", "stories260K-F32.gguf");
@@ -78,39 +57,12 @@ Deno.test({
           "ggml-org/test-preset-ci": { files: { "preset.ini": new TextEncoder().encode(REMOTE_PRESET) } },
         },
       });
-      const wrapper = join(work, "switchyard-as-llama-server");
-      await Deno.writeTextFile(
-        wrapper,
-        [
-          "#!/bin/sh",
-          'for a in "$@"; do shift; [ "$a" = "--offline" ] || set -- "$@" "$a"; done',
-          `exec "${Deno.execPath()}" run --allow-all "${join(ROOT, "main.ts")}" "$@"`,
-          "",
-        ].join("\n"),
-      );
-      await Deno.chmod(wrapper, 0o755);
-      const port = 18000 + Math.floor(Math.random() * 2000);
-      const out = await new Deno.Command("python3", {
-        args: [
-          "-m",
-          "pytest",
-          "-v",
-          "-p",
-          "no:cacheprovider",
-          "unit/test_router.py",
-        ],
-        cwd: work,
-        env: {
-          LLAMA_SERVER_BIN_PATH: wrapper,
-          LLAMA_CACHE: cache,
-          HF_ENDPOINT: hub.url,
-          PORT: String(port),
-          PYTHONPATH: work,
-        },
-        stdout: "inherit",
-        stderr: "inherit",
-      }).output();
-      assertEquals(out.code, 0, "llama.cpp's router tests failed (see their output above)");
+      const wrapper = await switchyardAsLlamaServer(work, { dropOffline: true });
+      const run = await runPytest(work, FILES, wrapper, { LLAMA_CACHE: cache, HF_ENDPOINT: hub.url });
+      const failed = [...run.outcomes].filter(([, outcome]) => outcome !== "passed").map(([id]) => id);
+      assertEquals(failed, [], "llama.cpp's router tests that did not pass (their output is above)");
+      assertEquals(run.outcomes.size, 16, "every case of test_router.py ran");
+      assertEquals(run.code, 0, "pytest's exit code");
     } finally {
       await hub?.close();
       await Deno.remove(work, { recursive: true });

@@ -58,7 +58,7 @@ Deno.test("router flags come from their LLAMA_ARG_* env forms; the command line 
   assert(threw, "a bad boolean env value is an error, as in llama.cpp");
 });
 
-Deno.test("--models-max 0 means unlimited; host, port, alias and model are not inherited", () => {
+Deno.test("--models-max 0 means unlimited; host, port, alias and model are not inherited by every model", () => {
   const parsed = parse([
     "--models-max",
     "0",
@@ -75,7 +75,58 @@ Deno.test("--models-max 0 means unlimited; host, port, alias and model are not i
   assertEquals(parsed.config.host, "0.0.0.0");
   assertEquals(parsed.config.port, 1234);
   assertEquals(parsed.config.passthrough.size, 0);
-  assertEquals(parsed.warnings.length, 2);
+  assertEquals(Object.fromEntries(parsed.config.singleModel ?? []), { "--model": "x.gguf", "--alias": "x" });
+  assertEquals(parsed.warnings, []);
+});
+
+Deno.test("single-model command lines: -m, -hf with or without --hf-file, -mu, and their env forms", () => {
+  const single = (argv: string[], env: Record<string, string> = {}) => {
+    const { config } = parse(argv, env);
+    return { identity: Object.fromEntries(config.singleModel ?? []), remotePreset: config.remotePreset };
+  };
+  assertEquals(single(["-m", "a.gguf", "--mmproj", "mm.gguf", "--tags", "t"]), {
+    identity: { "--model": "a.gguf", "--mmproj": "mm.gguf", "--tags": "t" },
+    remotePreset: undefined,
+  });
+  // -hf alone is a remote preset when the repo has preset.ini, else the single model (decided at start-up)
+  assertEquals(single(["-hf", "o/r:Q8_0", "-a", "x"]), {
+    identity: { "--alias": "x" },
+    remotePreset: "o/r:Q8_0",
+  });
+  assertEquals(single(["-hf", "o/r", "-hff", "sub/f.gguf"]), {
+    identity: { "--hf-file": "sub/f.gguf", "--hf-repo": "o/r" },
+    remotePreset: undefined,
+  });
+  assertEquals(single(["-mu", "http://127.0.0.1:1/m.gguf"]).identity, {
+    "--model-url": "http://127.0.0.1:1/m.gguf",
+  });
+  assertEquals(single([], { LLAMA_ARG_MODEL: "env.gguf" }).identity, { "--model": "env.gguf" });
+  assertEquals(single(["--models-dir", "d"]), { identity: {}, remotePreset: undefined });
+  assertEquals(
+    parse(["--models-dir", "d"]).config.singleModel,
+    undefined,
+    "router mode has no default model",
+  );
+
+  const { warnings, config } = parse(["-a", "lonely"]);
+  assertEquals(config.singleModel, undefined);
+  assert(/--alias.*ignored/.test(warnings.join("\n")), warnings.join("\n"));
+  let threw = false;
+  try {
+    parse(["-m", "a.gguf", "-hf", "o/r"]);
+  } catch (err) {
+    threw = err instanceof CliError;
+  }
+  assert(threw, "-m and -hf together are an error");
+});
+
+Deno.test("AIP_MODE=PREDICTION: Vertex AI's routes and AIP_HTTP_PORT, as llama-server reads them", () => {
+  const env = { AIP_MODE: "PREDICTION", AIP_HTTP_PORT: "9123", AIP_HEALTH_ROUTE: "hc" };
+  const { config, warnings } = parse(["--port", "8000"], env);
+  assertEquals(config.gcp, { predictRoute: "/predict", healthRoute: "/hc", port: 9123 });
+  assertEquals(config.port, 9123);
+  assertEquals(warnings.length, 1);
+  assertEquals(parse([], { AIP_MODE: "other" }).config.gcp, undefined);
 });
 
 Deno.test("keys: a comma list, admin keys, and keys never inherited by models", () => {

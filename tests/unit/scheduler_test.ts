@@ -2,17 +2,12 @@
  * The scheduler's rules on a stub engine starter (fast; the same rules run on real engines in
  * tests/e2e): shared loads, LRU eviction, busy models kept, FIFO queue, a leaving client frees its place.
  */
-import { assert, assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
 import { CountAdmission } from "../../router/scheduler/admission.ts";
 import { EventBus, type ModelEvent } from "../../router/scheduler/events.ts";
-import {
-  type EngineStarter,
-  type Lease,
-  type RunningEngine,
-  Scheduler,
-} from "../../router/scheduler/scheduler.ts";
+import { type Lease, Scheduler } from "../../router/scheduler/scheduler.ts";
 import type { ModelSpec } from "../../router/sources/types.ts";
-import type { EngineLaunch, RunnerMessage } from "../../runners/protocol.ts";
+import { StubStarter } from "../fixtures/stub_starter.ts";
 
 function spec(id: string): ModelSpec {
   return {
@@ -25,45 +20,6 @@ function spec(id: string): ModelSpec {
     stopTimeoutS: 1,
     hidden: false,
   };
-}
-
-/** Starts fake engines that become ready after `loadMs` and exit when stopped. */
-class StubStarter implements EngineStarter {
-  starts: string[] = [];
-  stops: string[] = [];
-  failNext = false;
-  constructor(readonly loadMs = 5) {}
-  start(launch: EngineLaunch, onMessage: (m: RunnerMessage) => void): RunningEngine {
-    const id = launch.args[launch.args.indexOf("--alias") + 1];
-    this.starts.push(id);
-    const fail = this.failNext;
-    this.failNext = false;
-    let alive = true;
-    const exit = (code: number) => {
-      if (!alive) return;
-      alive = false;
-      onMessage({ type: "exit", code, signal: null });
-    };
-    setTimeout(() => {
-      if (!alive) return;
-      onMessage({ type: "spawned", enginePid: 1, port: 9000 + this.starts.length });
-      if (fail) {
-        onMessage({ type: "log", line: "llama_model_load: error loading model" });
-        exit(1);
-      } else onMessage({ type: "ready", info: { id } });
-    }, this.loadMs);
-    return {
-      stop: () => {
-        this.stops.push(id);
-        setTimeout(() => exit(0), 2);
-        return Promise.resolve();
-      },
-      kill: () => {
-        this.stops.push(id);
-        exit(1);
-      },
-    };
-  }
 }
 
 function setup(max: number, ids = ["a", "b", "c"]) {
@@ -111,17 +67,14 @@ Deno.test("the least recently used idle model is evicted; args carry the gateway
 });
 
 Deno.test("a busy model is never evicted: the request waits in the queue", async () => {
-  const { scheduler, state } = setup(1);
+  const { starter, scheduler, state } = setup(1);
   const busy = await use(scheduler, "a");
-  let bServed = false;
-  const waiting = use(scheduler, "b").then((l) => {
-    bServed = true;
-    return l;
-  });
-  await new Promise((r) => setTimeout(r, 30));
-  assertEquals(bServed, false);
-  assertEquals(state("a"), "loaded");
+  const waiting = use(scheduler, "b");
+  // admission decides synchronously: b is queued by now, and a was not picked to make room for it
   assertEquals(scheduler.queueLength(), 1);
+  assertEquals(scheduler.find("a")!.stopping, false, "a is not being stopped");
+  assertEquals(starter.stops, []);
+  assertEquals(state("a"), "loaded");
   busy.release();
   const lease = await waiting;
   assertEquals(state("a"), "unloaded");
@@ -135,7 +88,6 @@ Deno.test("the queue is FIFO and coalesces requests for the same model", async (
   const busy = await use(scheduler, "a");
   const order: string[] = [];
   const b1 = use(scheduler, "b").then((l) => (order.push("b"), l));
-  await new Promise((r) => setTimeout(r, 5));
   const c = use(scheduler, "c").then((l) => (order.push("c"), l));
   const b2 = use(scheduler, "b").then((l) => (order.push("b"), l));
   assertEquals(scheduler.queueLength(), 2);
@@ -154,14 +106,13 @@ Deno.test("a client leaving the queue frees its place: nothing is evicted for it
   const busy = await use(scheduler, "a");
   const gone = new AbortController();
   const abandoned = use(scheduler, "b", { signal: gone.signal });
-  await new Promise((r) => setTimeout(r, 10));
+  assertEquals(scheduler.queueLength(), 1);
   gone.abort();
-  let rejected = false;
-  await abandoned.catch(() => (rejected = true));
-  assert(rejected);
+  await assertRejects(() => abandoned);
   assertEquals(scheduler.queueLength(), 0);
   busy.release();
-  await new Promise((r) => setTimeout(r, 30));
+  // an eviction would be decided on this release, synchronously: a stays and nothing else starts
+  assertEquals(starter.stops, []);
   assertEquals(state("a"), "loaded");
   assertEquals(starter.starts, ["a"]);
   await scheduler.shutdown();
@@ -204,10 +155,13 @@ Deno.test("unload waits for requests in flight, then stops the engine", async ()
   const { starter, scheduler, state } = setup(2);
   const lease = await use(scheduler, "a");
   scheduler.unload("a");
-  await new Promise((r) => setTimeout(r, 20));
   assertEquals(starter.stops, [], "not stopped while a request is in flight");
+  // the stop looks again at every change of the table: b's start is one, and b is ready only later,
+  // on the stub's load timer
+  (await use(scheduler, "b")).release();
+  assertEquals(starter.stops, [], "not stopped while a request is in flight, after a change");
   let served = false;
-  const next = use(scheduler, "a", { signal: AbortSignal.timeout(1000) }).then((l) => {
+  const next = use(scheduler, "a").then((l) => {
     served = true;
     l.release();
   });
