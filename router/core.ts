@@ -12,7 +12,6 @@ import type { FeatureHost } from "./features/host.ts";
 import type { HubOptions } from "./hub/options.ts";
 import { ModelPuller } from "./hub/puller.ts";
 import { GATEWAY_PID_ENV } from "./orphans.ts";
-import { CountAdmission } from "./scheduler/admission.ts";
 import { EventBus } from "./scheduler/events.ts";
 import { type EngineStarter, Scheduler } from "./scheduler/scheduler.ts";
 import { loadCatalog } from "./sources/catalog.ts";
@@ -51,7 +50,7 @@ export function createGatewayCore(config: GatewayConfig, opts: CoreOptions): Gat
   const scheduler = new Scheduler({
     engineBin: opts.engineBin,
     starter: opts.starter,
-    admission: new CountAdmission(config.modelsMax),
+    modelsMax: config.modelsMax,
     events,
     passthrough: config.passthrough,
     // marks engines as ours, so a later gateway can find those an earlier one left behind

@@ -1,38 +1,53 @@
 /**
- * The model table and its single owner. Every decision to load, evict, queue or stop a model is
- * made here, synchronously, on the table as it is now: callers never act on a copy of a model's
- * state. Slow work (starting and stopping engines) runs detached and reports back through runner
- * messages, which this class applies to the table.
+ * The model table and its single owner. Every decision to load, evict, queue, expire or stop a model
+ * is made here, synchronously, on the table as it is now: callers never act on a copy of a model's
+ * state, and no timer acts on what it saw when it was armed (it asks again). The rules themselves are
+ * pure policies (policies/: admission by memory and count, eviction order, idle TTL, restart backoff,
+ * out-of-memory retries, queue order); DESIGN.md has the invariants and the message flow. Slow work
+ * (projecting memory, starting and stopping engines) runs detached and reports back.
  *
- * Semantics follow llama.cpp's router (`server_models`): `--models-max` counts loading, loaded and
- * sleeping models; requests for one model share one load; when no slot is free the least recently
- * used idle model is evicted; a model serving or awaited by a request is never evicted; requests
- * that find no slot wait in a FIFO queue, and a client that leaves frees its place.
+ * Semantics follow llama.cpp's router (`server_models`) where it has them: `--models-max` counts
+ * loading, loaded and sleeping models; requests for one model share one load; a model serving or
+ * awaited by a request is never evicted; requests that find no room wait in a queue, and a client
+ * that leaves frees its place.
  */
-import { abortable, sleep } from "../abort.ts";
-import { badRequest, notFound, serverError, unavailable } from "../errors.ts";
+import { abortable } from "../abort.ts";
+import { ApiError, badRequest, notFound, serverError, unavailable } from "../errors.ts";
 import { type OptionMap, renderArgs } from "../flags/flags.ts";
 import { renderPresetText } from "../sources/preset.ts";
 import type { ModelSpec } from "../sources/types.ts";
 import type { EngineLaunch, RunnerMessage } from "../../runners/protocol.ts";
-import type { Admission } from "./admission.ts";
 import type { EventBus } from "./events.ts";
+import type { MemoryPort, ProjectionView } from "./memory_port.ts";
+import { type AdmissionRequest, admit } from "./policies/admission.ts";
+import { autoRestartAllowed, crashesAfterExit, restartDelayMs } from "./policies/backoff.ts";
+import { type Clock, delay, realClock } from "./policies/clock.ts";
+import { type DeviceBytes, sumBytes } from "./policies/device_bytes.ts";
+import { chooseVictims, evictionCandidates, type ModelFacts } from "./policies/eviction.ts";
+import { classifyExit } from "./policies/lifecycle.ts";
+import { onLoadFailure } from "./policies/oom.ts";
+import { enqueue } from "./policies/queue_order.ts";
+import { expiresAt, type IdleFacts, idleVerdict, resolveTtlS } from "./policies/ttl.ts";
+import { exitReason, type UnloadReason } from "./policies/unload_reason.ts";
+import { ModelRecord, type ModelState, type RunningEngine } from "./record.ts";
+import { admissionRequest, evictionFacts, idleFacts } from "./views.ts";
 
-export type ModelState = "unloaded" | "loading" | "loaded" | "sleeping" | "downloading" | "downloaded";
+export { ModelRecord, type ModelState, type RunningEngine };
 
 /** The scheduler's view of the runners module: start an engine, stop or kill it. */
 export interface EngineStarter {
   start(launch: EngineLaunch, onMessage: (message: RunnerMessage) => void): RunningEngine;
 }
-export interface RunningEngine {
-  stop(timeoutMs: number): Promise<void>;
-  kill(): void;
-}
 
 export interface SchedulerOptions {
   engineBin: string;
   starter: EngineStarter;
-  admission: Admission;
+  /** `--models-max`: live processes at most; 0 means no cap */
+  modelsMax: number;
+  /** budgets and projections per device; without it, only `modelsMax` counts */
+  memory?: MemoryPort;
+  /** `--models-ttl`: seconds idle before a model is unloaded, unless its preset says otherwise; 0 = never */
+  ttlS?: number;
   events: EventBus;
   /** llama-server options given on the gateway's command line; they win over the model's own */
   passthrough: OptionMap;
@@ -46,6 +61,8 @@ export interface SchedulerOptions {
   loadSilenceTimeoutMs?: number;
   /** consecutive crashes after which only an explicit load restarts the model */
   maxCrashes?: number;
+  /** time and timers; tests pass a manual clock */
+  clock?: Clock;
   log?: (line: string) => void;
 }
 
@@ -63,78 +80,24 @@ export interface AcquireOptions {
   touch: boolean;
 }
 
-const LOG_LINES_KEPT = 200;
-/** a model that ran this long before crashing is not in a crash loop */
-const STABLE_RUN_MS = 60_000;
-const MAX_BACKOFF_MS = 30_000;
-const ERROR_LOG_LINES = 12;
-const PROGRESS_EVENT_INTERVAL_MS = 200;
-
-/** One row of the model table. Only the Scheduler writes to it. */
-export class ModelRecord {
-  state: ModelState = "unloaded";
-  /** set while a stop is under way: the process still holds its place but takes no new requests */
-  stopping = false;
-  /** the stop was asked for (unload, eviction, reload), so an exit is not a failure */
-  stopRequested = false;
-  engine?: RunningEngine;
-  port?: number;
-  /** counts spawns; runner messages from an earlier spawn are ignored */
-  generation = 0;
-  inflight = 0;
-  /** requests waiting for this model to become ready: they protect it from eviction */
-  waiting = 0;
-  lastUsed = 0;
-  failed = false;
-  /** unexpected exits in a row; drives restart backoff and the crash-loop cap */
-  crashes = 0;
-  readyAt?: number;
-  /** last sign of life while loading (a log line or progress) */
-  lastActivity = 0;
-  exitCode?: number;
-  exitSignal: string | null = null;
-  error?: string;
-  progress?: Record<string, unknown>;
-  info?: Record<string, unknown>;
-  args: string[] = [];
-  /** the model's effective preset as INI text (`status.preset`) */
-  presetText = "";
-  readonly logs: string[] = [];
-  #lastProgressEvent = 0;
-
-  constructor(public spec: ModelSpec) {}
-
-  get id(): string {
-    return this.spec.id;
-  }
-  /** every name a client may use for this model: its id and aliases */
-  get names(): string[] {
-    return [this.spec.id, ...this.spec.aliases];
-  }
-  /** the process exists (or is about to): it holds a place against --models-max */
-  get alive(): boolean {
-    return this.state === "loading" || this.state === "loaded" || this.state === "sleeping" || this.stopping;
-  }
-  get ready(): boolean {
-    return (this.state === "loaded" || this.state === "sleeping") && !this.stopping &&
-      this.port !== undefined;
-  }
-  pushLog(line: string): void {
-    this.logs.push(line);
-    if (this.logs.length > LOG_LINES_KEPT) this.logs.splice(0, this.logs.length - LOG_LINES_KEPT);
-  }
-  progressDue(now: number): boolean {
-    if (now - this.#lastProgressEvent < PROGRESS_EVENT_INTERVAL_MS) return false;
-    this.#lastProgressEvent = now;
-    return true;
-  }
+/** A model's memory as `/models` shows it (`status.memory`). */
+export interface MemoryView {
+  projected: DeviceBytes;
+  actual: DeviceBytes | null;
+  source: ProjectionView["source"];
 }
+
+const ERROR_LOG_LINES = 12;
+/** A model that can never fit: a 503 without Retry-After, since trying again does not help. */
+const NEVER_FITS_STATUS = 503;
 
 interface QueueEntry {
   record: ModelRecord;
   waiters: number;
-  /** left the queue: its model was started or it was dropped */
+  /** left the queue: its model was started, or it was dropped */
   done: boolean;
+  /** why its waiters cannot be served (the model can never fit) */
+  error?: ApiError;
 }
 
 export class Scheduler {
@@ -144,9 +107,11 @@ export class Scheduler {
   #changed = Promise.withResolvers<void>();
   #closing = false;
   readonly #opts: SchedulerOptions;
+  readonly #clock: Clock;
 
   constructor(opts: SchedulerOptions, specs: ModelSpec[]) {
     this.#opts = opts;
+    this.#clock = opts.clock ?? realClock;
     this.replaceSpecs(specs);
   }
 
@@ -161,7 +126,7 @@ export class Scheduler {
     return [...this.#records.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
-  /** Models whose process is alive, for /metrics-style reporting and tests. */
+  /** Models whose process is alive, for /props-style reporting and tests. */
   aliveCount(): number {
     return this.records().filter((r) => r.alive).length;
   }
@@ -170,11 +135,35 @@ export class Scheduler {
     return this.#queue.length;
   }
 
+  /** What live processes have claimed, per device. */
+  claimed(): DeviceBytes {
+    return sumBytes([...this.#records.values()].filter((r) => r.alive).map((r) => r.claim));
+  }
+
+  /** When the model will be unloaded for being idle (clock ms), or null. */
+  expiresAt(record: ModelRecord): number | null {
+    return expiresAt(this.#idleFacts(record));
+  }
+
+  /** The idle TTL in seconds that applies to the model (0 = never). */
+  ttlOf(record: ModelRecord): number {
+    return resolveTtlS(record.spec.ttlS, this.#opts.ttlS ?? 0);
+  }
+
+  memoryOf(record: ModelRecord): MemoryView | undefined {
+    if (!record.projection) return undefined;
+    return {
+      projected: record.projection.bytes,
+      actual: record.actual?.bytes ?? null,
+      source: record.actual ? "observed" : record.projection.source,
+    };
+  }
+
   // ---- requests ------------------------------------------------------------------------------------
 
   /**
    * Waits until the model can serve a request and holds it until the lease is released. Loads the
-   * model (queueing for a place) when `autoload` allows it.
+   * model (queueing for room) when `autoload` allows it.
    */
   async acquire(name: string, opts: AcquireOptions): Promise<Lease> {
     const record = this.find(name);
@@ -186,8 +175,9 @@ export class Scheduler {
       for (;;) {
         opts.signal?.throwIfAborted();
         if (this.#closing) throw serverError("server is shutting down");
+        if (entry?.error) throw entry.error;
         if (record.ready) return this.#lease(record, opts.touch);
-        if (record.state === "unloaded" && !record.stopping) {
+        if (record.state === "unloaded" && !record.stopping && !record.retryPending) {
           if (awaitedGeneration >= 0 && record.generation >= awaitedGeneration) {
             throw record.failed
               ? serverError(
@@ -196,14 +186,19 @@ export class Scheduler {
               : badRequest(`model name=${record.id} is not running`);
           }
           if (!opts.autoload) throw badRequest("model is not loaded");
-          const maxCrashes = this.#opts.maxCrashes ?? Infinity;
-          if (record.crashes >= maxCrashes) {
+          if (!autoRestartAllowed(record.crashes, this.#opts.maxCrashes)) {
             throw unavailable(
               `model ${record.id} crashed ${record.crashes} times in a row; it is not restarted until ` +
                 `an explicit POST /models/load. Last error: ${record.error ?? "unknown"}`,
             );
           }
           if (!entry || entry.done) {
+            const projecting = this.#projecting(record, opts.signal);
+            if (projecting) {
+              await projecting;
+              continue;
+            }
+            this.#refuseIfNeverFits(record);
             entry = this.#enqueue(record);
             awaitedGeneration = record.generation + 1;
             this.#pump();
@@ -217,11 +212,11 @@ export class Scheduler {
         if (record.waiting >= (this.#opts.queueMax ?? Infinity)) {
           throw unavailable(`too many requests waiting for model ${record.id}; try again shortly`, 1);
         }
-        record.waiting++;
+        this.#setWaiting(record, +1);
         try {
           await this.#nextChange(opts.signal);
         } finally {
-          record.waiting--;
+          this.#setWaiting(record, -1);
         }
       }
     } finally {
@@ -233,9 +228,15 @@ export class Scheduler {
     }
   }
 
+  #setWaiting(record: ModelRecord, delta: number): void {
+    record.waiting += delta;
+    this.#armIdle(record);
+  }
+
   #lease(record: ModelRecord, touch: boolean): Lease {
     record.inflight++;
-    if (touch) record.lastUsed = performance.now();
+    if (touch) record.lastUsed = this.#clock.now();
+    this.#armIdle(record);
     let released = false;
     return {
       modelId: record.id,
@@ -244,6 +245,8 @@ export class Scheduler {
         if (released) return;
         released = true;
         record.inflight--;
+        if (record.inflight === 0) record.lastRequestEndedAt = this.#clock.now();
+        this.#armIdle(record);
         this.#notify();
         if (record.inflight === 0) this.#pump();
       },
@@ -251,16 +254,19 @@ export class Scheduler {
   }
 
   #enqueue(record: ModelRecord): QueueEntry {
-    let entry = this.#queue.find((e) => e.record === record);
+    let entry = this.#queue.find((e) => e.record === record && !e.done);
     if (entry) entry.waiters++;
     else {
       entry = { record, waiters: 1, done: false };
-      this.#queue.push(entry);
+      this.#queue = enqueue(this.#queue, entry, (e) => e.record.spec.priority);
     }
     return entry;
   }
 
-  /** Starts queued models while there is room and evicts idle models to make room for the rest. */
+  /**
+   * Starts queued models in order while admission allows, and evicts idle models for the one at the
+   * head when it needs room. The head waits for what it needs; those behind it wait their turn.
+   */
   #pump(): void {
     // the common case, on every request's end: nobody waits, nothing to decide
     if (this.#closing || this.#queue.length === 0) return;
@@ -268,34 +274,107 @@ export class Scheduler {
       if (e.record.alive || e.record.state !== "unloaded") e.done = true;
       return !e.done;
     });
-    while (this.#queue.length && this.#hasRoomFor(this.#queue[0].record)) {
-      const entry = this.#queue.shift()!;
-      entry.done = true;
-      this.#spawn(entry.record);
-    }
-    let short = this.#queue.length - [...this.#records.values()].filter((r) => r.stopping).length;
-    while (short > 0) {
-      const victim = this.#lruVictim();
-      if (!victim) break;
-      this.#log(`evicting ${victim.id} (least recently used) to make room`);
-      void this.#stop(victim);
-      short--;
+    while (this.#queue.length) {
+      const entry = this.#queue[0];
+      const decision = admit(this.#admissionRequest(entry.record));
+      if (decision.kind === "admit") {
+        this.#dequeue(entry);
+        this.#spawn(entry.record);
+        continue;
+      }
+      if (decision.kind === "never-fits") {
+        this.#fail(entry, decision.message);
+        continue;
+      }
+      if (decision.kind === "evict") {
+        const plan = chooseVictims(this.#facts(), { shortBy: decision.shortBy, slots: decision.slots });
+        if (plan.kind === "evict") {
+          for (const id of plan.victims) {
+            const victim = this.#records.get(id)!;
+            this.#log(`evicting ${id} (${this.#evictionWhy(victim)}) to make room for ${entry.record.id}`);
+            void this.#stop(victim, "evicted");
+          }
+        } else if (plan.outcome === "never") {
+          this.#fail(entry, plan.message);
+          continue;
+        }
+      }
+      // wait: for stops to finish, a load to end, or busy models to become idle
+      return;
     }
   }
 
-  #hasRoomFor(record: ModelRecord): boolean {
-    const running = [...this.#records.values()].filter((r) => r.alive).map((r) => ({ id: r.id }));
-    return this.#opts.admission.admits({ id: record.id }, running);
+  #dequeue(entry: QueueEntry): void {
+    entry.done = true;
+    this.#queue = this.#queue.filter((e) => e !== entry);
   }
 
-  #lruVictim(): ModelRecord | undefined {
-    const wanted = new Set(this.#queue.map((e) => e.record));
-    let victim: ModelRecord | undefined;
-    for (const r of this.#records.values()) {
-      if (!r.ready || r.inflight > 0 || r.waiting > 0 || wanted.has(r)) continue;
-      if (!victim || r.lastUsed < victim.lastUsed) victim = r;
+  #fail(entry: QueueEntry, message: string): void {
+    this.#dequeue(entry);
+    entry.error = new ApiError("unavailable_error", message, NEVER_FITS_STATUS);
+    if (entry.record.retryPending) {
+      // an out-of-memory retry that cannot fit: the model failed, and its waiters hear why
+      entry.record.failed = true;
+      entry.record.error = message;
+      entry.record.retryPending = false;
     }
-    return victim;
+    this.#log(`${entry.record.id} cannot be loaded: ${message}`);
+    this.#notify();
+  }
+
+  #evictionWhy(victim: ModelRecord): string {
+    return victim.spec.priority !== 0
+      ? `priority ${victim.spec.priority}, least recently used`
+      : "least recently used";
+  }
+
+  /** A model that cannot fit whatever is evicted is answered at once, never queued. */
+  #refuseIfNeverFits(record: ModelRecord): void {
+    const decision = admit(this.#admissionRequest(record));
+    if (decision.kind === "never-fits") {
+      throw new ApiError("unavailable_error", decision.message, NEVER_FITS_STATUS);
+    }
+    if (decision.kind !== "evict") return;
+    const plan = chooseVictims(this.#facts(), { shortBy: decision.shortBy, slots: decision.slots });
+    if (plan.kind === "insufficient" && plan.outcome === "never") {
+      throw new ApiError("unavailable_error", plan.message, NEVER_FITS_STATUS);
+    }
+  }
+
+  #admissionRequest(record: ModelRecord): AdmissionRequest {
+    const memory = this.#opts.memory;
+    return admissionRequest(record, this.#records.values(), {
+      budgets: memory?.budgets() ?? {},
+      modelsMax: this.#opts.modelsMax,
+      serialisedDevices: memory?.serialisedDevices() ?? [],
+    });
+  }
+
+  #facts(): ModelFacts[] {
+    return evictionFacts(this.#records.values(), new Set(this.#queue.map((e) => e.record)));
+  }
+
+  /**
+   * Works out what the model's next launch needs, once per launch; undefined when that is known
+   * already (so deciding stays synchronous). After awaiting it the caller looks at the table again.
+   */
+  #projecting(record: ModelRecord, signal?: AbortSignal): Promise<void> | undefined {
+    const memory = this.#opts.memory;
+    if (!memory) return undefined;
+    const launch = this.#launchFor(record);
+    const key = JSON.stringify(launch.args);
+    if (record.projectionKey === key) return undefined;
+    return abortable(memory.project(record.spec, launch), signal).then(
+      (projection) => {
+        record.projection = projection;
+        record.projectionKey = key;
+        record.actual = undefined;
+      },
+      (err) => {
+        if (signal?.aborted) throw err;
+        throw serverError(`cannot work out the memory model ${record.id} needs: ${(err as Error).message}`);
+      },
+    );
   }
 
   #nextChange(signal?: AbortSignal): Promise<void> {
@@ -308,21 +387,72 @@ export class Scheduler {
     previous.resolve();
   }
 
+  // ---- idle TTL ------------------------------------------------------------------------------------
+
+  #idleFacts(record: ModelRecord): IdleFacts {
+    return idleFacts(record, this.ttlOf(record), this.#queue.some((e) => e.record === record));
+  }
+
+  /**
+   * Re-times the model's idle expiry after anything that may move it. The timer only asks again: the
+   * decision to stop is taken on the table as it is when the timer fires, so a request that arrived
+   * in the meantime always wins.
+   */
+  #armIdle(record: ModelRecord): void {
+    this.#clock.clearTimer(record.idleTimer);
+    record.idleTimer = undefined;
+    if (this.#closing) return;
+    const now = this.#clock.now();
+    const verdict = idleVerdict(this.#idleFacts(record), now);
+    if (verdict.kind === "stop") {
+      this.#log(`${record.id} idle for ${this.ttlOf(record)} s: unloading it`);
+      void this.#stop(record, "idle");
+    } else if (verdict.kind === "rearm") {
+      const generation = record.generation;
+      record.idleTimer = this.#clock.setTimer(Math.max(0, verdict.at - now), () => {
+        record.idleTimer = undefined;
+        if (record.generation === generation) this.#armIdle(record);
+      });
+    }
+  }
+
   // ---- explicit load and unload --------------------------------------------------------------------
 
-  /** `POST /models/load`: starts the model now, evicting an idle one if needed; does not wait for ready. */
+  /** `POST /models/load`: starts the model now, evicting idle ones if needed; does not wait for ready. */
   async load(name: string): Promise<void> {
     const record = this.find(name);
     if (!record) throw notFound("model is not found");
     record.crashes = 0;
-    for (let attempt = 0;; attempt++) {
+    record.oomRetried = false;
+    for (let evicted = false;;) {
       if (record.alive) throw badRequest("model is already running");
       if (record.state === "downloading" || record.state === "downloaded") return;
-      if (this.#hasRoomFor(record)) break;
-      const victim = this.#lruVictim();
-      if (!victim || attempt > 0) throw serverError("model limit reached, try again later");
-      this.#log(`evicting ${victim.id} (least recently used) to load ${record.id}`);
-      await this.#stop(victim);
+      const projecting = this.#projecting(record);
+      if (projecting) {
+        await projecting;
+        continue;
+      }
+      const decision = admit(this.#admissionRequest(record));
+      if (decision.kind === "admit") break;
+      if (decision.kind === "never-fits") {
+        throw new ApiError("unavailable_error", decision.message, NEVER_FITS_STATUS);
+      }
+      if (decision.kind === "wait") {
+        await this.#nextChange();
+        continue;
+      }
+      const plan = chooseVictims(this.#facts(), { shortBy: decision.shortBy, slots: decision.slots });
+      if (plan.kind === "insufficient" && plan.outcome === "never") {
+        throw new ApiError("unavailable_error", plan.message, NEVER_FITS_STATUS);
+      }
+      if (plan.kind === "insufficient" || evicted) {
+        throw serverError(
+          `model limit reached, try again later${plan.kind === "insufficient" ? `: ${plan.message}` : ""}`,
+        );
+      }
+      evicted = true;
+      for (const id of plan.victims) this.#log(`evicting ${id} (least recently used) to load ${record.id}`);
+      await Promise.all(plan.victims.map((id) => this.#stop(this.#records.get(id)!, "evicted")));
     }
     this.#spawn(record);
   }
@@ -332,7 +462,7 @@ export class Scheduler {
     const record = this.find(name);
     if (!record) throw badRequest("model is not found");
     if (!record.alive || record.stopping) throw badRequest("model is not running");
-    void this.#stop(record);
+    void this.#stop(record, "requested");
   }
 
   /**
@@ -373,25 +503,17 @@ export class Scheduler {
     return [launch.bin, ...launch.args, "--host", "127.0.0.1", "--port", String(record.port ?? 0)];
   }
 
+  /** `startLoad`: the model was admitted; its claim is booked until its exit has been observed. */
   #spawn(record: ModelRecord): void {
-    const generation = ++record.generation;
-    Object.assign(record, {
-      state: "loading",
-      stopping: false,
-      stopRequested: false,
-      failed: false,
-      exitCode: undefined,
-      error: undefined,
-      progress: undefined,
-      port: undefined,
-      lastUsed: performance.now(),
-    });
+    const generation = record.startLoad(this.#clock.now());
+    if (generation === undefined) return;
     this.#log(`loading ${record.id}`);
     this.#opts.events.publish({ model: record.id, event: "model_status", data: { status: "loading" } });
     this.#notify();
     const start = () => {
       if (record.generation !== generation || record.stopRequested) return;
       const launch = this.#launchFor(record);
+      record.launch = launch;
       try {
         record.engine = this.#opts.starter.start(launch, (m) => this.#onRunnerMessage(record, generation, m));
       } catch (err) {
@@ -399,12 +521,12 @@ export class Scheduler {
         this.#onExit(record, 1, null);
       }
     };
-    const backoff = record.crashes >= 2 ? Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (record.crashes - 2)) : 0;
+    const backoff = restartDelayMs(record.crashes);
     if (backoff) {
       this.#log(`${record.id} crashed ${record.crashes} times in a row: restarting in ${backoff} ms`);
     }
-    const delay = (this.#opts.loadDelayMs ?? 0) + backoff;
-    if (delay > 0) setTimeout(start, delay);
+    const wait = (this.#opts.loadDelayMs ?? 0) + backoff;
+    if (wait > 0) this.#clock.setTimer(wait, start);
     else start();
     this.#watchLoad(record, generation);
   }
@@ -413,21 +535,22 @@ export class Scheduler {
   #watchLoad(record: ModelRecord, generation: number): void {
     const limit = this.#opts.loadSilenceTimeoutMs;
     if (!limit) return;
-    record.lastActivity = performance.now();
-    const timer = setInterval(() => {
-      if (record.generation !== generation || record.state !== "loading" || record.stopping) {
-        clearInterval(timer);
+    record.lastActivity = this.#clock.now();
+    const check = () => {
+      if (record.generation !== generation || record.state !== "loading" || record.stopping) return;
+      if (!record.engine || this.#clock.now() - record.lastActivity < limit) {
+        this.#clock.setTimer(Math.min(1000, limit), check);
         return;
       }
-      if (!record.engine || performance.now() - record.lastActivity < limit) return;
-      clearInterval(timer);
       const line = `no output for ${
         Math.round(limit / 1000)
       } s while loading: the engine looks hung, killing it`;
       this.#log(`${record.id}: ${line}`);
       record.pushLog(line);
+      record.killedByGateway = true;
       record.engine.kill();
-    }, Math.min(1000, limit));
+    };
+    this.#clock.setTimer(Math.min(1000, limit), check);
   }
 
   #onRunnerMessage(record: ModelRecord, generation: number, m: RunnerMessage): void {
@@ -440,20 +563,21 @@ export class Scheduler {
       case "log":
       case "logs": {
         const lines = m.type === "log" ? [m.line] : m.lines;
-        record.lastActivity = performance.now();
+        record.lastActivity = this.#clock.now();
         for (const line of lines) record.pushLog(line);
         this.#opts.log?.(lines.map((line) => `[${record.id}] ${line}`).join("\n"));
         // the engine's last words may trail its exit: they belong in the reason it failed
-        if (record.failed && record.state === "unloaded") record.error = failureText(record);
+        if (record.failed && record.state === "unloaded") {
+          record.error = failureText(record, record.failureVerdict);
+        }
         return;
       }
       case "progress": {
-        record.lastActivity = performance.now();
-        if (record.state === "sleeping") record.state = "loading";
+        record.lastActivity = this.#clock.now();
+        record.move("wake");
         record.progress = m.progress;
-        const now = performance.now();
         const last = typeof m.progress.value === "number" && m.progress.value >= 1;
-        if (record.progressDue(now) || last) {
+        if (record.progressDue(this.#clock.now()) || last) {
           this.#opts.events.publish({
             model: record.id,
             event: "status_change",
@@ -462,26 +586,17 @@ export class Scheduler {
         }
         break;
       }
-      case "ready": {
-        record.state = "loaded";
-        record.readyAt ??= performance.now();
-        record.progress = undefined;
-        const first = Object.keys(m.info).length > 0;
-        if (first) record.info = m.info;
-        this.#log(`${record.id} is ready on port ${record.port}`);
-        this.#opts.events.publish({
-          model: record.id,
-          event: "status_change",
-          // `args` (an extension) carries the port the engine got, so a listener's copy stays current
-          data: first
-            ? { status: "loaded", info: m.info, args: record.args }
-            : { status: "loaded", args: record.args },
-        });
+      case "ready":
+        this.#onReady(record, m.info);
         break;
-      }
       case "sleeping":
-        record.state = "sleeping";
-        this.#opts.events.publish({ model: record.id, event: "status_change", data: { status: "sleeping" } });
+        if (record.move("sleep")) {
+          this.#opts.events.publish({
+            model: record.id,
+            event: "status_change",
+            data: { status: "sleeping" },
+          });
+        }
         break;
       case "exit":
         this.#onExit(record, m.code, m.signal);
@@ -492,42 +607,99 @@ export class Scheduler {
     this.#notify();
   }
 
-  #onExit(record: ModelRecord, code: number, signal: string | null): void {
-    const expected = record.stopRequested;
-    const exitCode = signal && code === 0 ? 1 : code;
-    const ranStably = record.readyAt !== undefined && performance.now() - record.readyAt > STABLE_RUN_MS;
-    const crashed = !expected && (exitCode !== 0 || signal !== null);
-    record.crashes = !crashed ? 0 : ranStably ? 1 : record.crashes + 1;
-    record.readyAt = undefined;
-    Object.assign(record, {
-      state: "unloaded",
-      stopping: false,
-      engine: undefined,
-      port: undefined,
-      progress: undefined,
-      info: undefined,
-      exitCode,
-      failed: crashed,
+  /** `ready`: the engine serves; what it logged while loading says what it really uses. */
+  #onReady(record: ModelRecord, info: Record<string, unknown>): void {
+    if (!record.move("ready")) return;
+    const first = record.readyAt === undefined;
+    record.readyAt ??= this.#clock.now();
+    record.progress = undefined;
+    record.oomRetried = false;
+    if (Object.keys(info).length > 0) record.info = info;
+    if (first && this.#opts.memory && record.launch) {
+      const seen = this.#opts.memory.observe(record.spec, record.launch, record.spawnLogs());
+      if (seen) {
+        record.actual = seen;
+        record.claim = seen.bytes;
+      }
+    }
+    this.#log(`${record.id} is ready on port ${record.port}`);
+    this.#opts.events.publish({
+      model: record.id,
+      event: "status_change",
+      // `args` (an extension) carries the port the engine got, so a listener's copy stays current
+      data: Object.keys(info).length > 0
+        ? { status: "loaded", info, args: record.args }
+        : { status: "loaded", args: record.args },
     });
-    record.exitSignal = signal;
-    record.error = record.failed ? failureText(record) : undefined;
-    this.#log(
-      `${record.id} ${expected ? "stopped" : "exited"} (code ${exitCode}${signal ? `, ${signal}` : ""})`,
-    );
-    const data: Record<string, unknown> = { status: "unloaded", exit_code: exitCode };
+    this.#armIdle(record);
+    // a model ready and unused may be what frees a queued one's turn (its claim is now actual)
+    this.#pump();
+  }
+
+  /** `exited` or `crashed`: the process is gone, and so is its claim. */
+  #onExit(record: ModelRecord, code: number, signal: string | null): void {
+    const { kind, exitCode } = classifyExit(record.stopRequested, code, signal);
+    const loadFailed = kind === "crashed" && record.readyAt === undefined;
+    const oom = loadFailed
+      ? onLoadFailure({
+        modelId: record.id,
+        logLines: record.spawnLogs(),
+        signal,
+        killedByGateway: record.killedByGateway,
+      }, record.oomRetried)
+      : { kind: "not-oom" as const };
+    const crashed = kind === "crashed" && oom.kind !== "retry-after-evicting-all-idle-unpinned";
+    record.crashes = crashesAfterExit({
+      previous: record.crashes,
+      crashed,
+      readyAt: record.readyAt,
+      now: this.#clock.now(),
+    });
+    this.#clock.clearTimer(record.idleTimer);
+    record.exited(kind, {
+      exitCode,
+      signal,
+      failed: crashed,
+      reason: exitReason(record.stopReason, oom.kind !== "not-oom"),
+      verdict: oom.kind === "fail" ? oom.reason : undefined,
+    });
+    record.error = crashed ? failureText(record, record.failureVerdict) : undefined;
+    const how = `code ${exitCode}${signal ? `, ${signal}` : ""}`;
+    this.#log(`${record.id} ${kind === "stopped" ? "stopped" : "exited"} (${how}): ${record.unloadReason}`);
+    const data: Record<string, unknown> = {
+      status: "unloaded",
+      exit_code: exitCode,
+      reason: record.unloadReason,
+    };
     if (record.failed) Object.assign(data, { failed: true, error: record.error });
     this.#opts.events.publish({ model: record.id, event: "status_change", data });
+    if (oom.kind === "retry-after-evicting-all-idle-unpinned") this.#retryAfterOom(record, oom.evidence);
     this.#notify();
     this.#pump();
   }
 
-  /** Graceful stop: no new requests, in-flight ones may finish (within stop-timeout), then the engine stops. */
-  async #stop(record: ModelRecord): Promise<void> {
+  /** A load that ran out of memory: every idle unpinned model makes way, and it is tried once more. */
+  #retryAfterOom(record: ModelRecord, evidence: string): void {
+    record.oomRetried = true;
+    record.retryPending = true;
+    const victims = evictionCandidates(this.#facts());
+    this.#log(
+      `${record.id} ran out of memory while loading (${evidence}); ` +
+        (victims.length ? `unloading ${victims.map((v) => v.modelId).join(", ")} and ` : "") +
+        "trying once more",
+    );
+    for (const v of victims) void this.#stop(this.#records.get(v.modelId)!, "memory");
+    const entry: QueueEntry = { record, waiters: 1, done: false };
+    this.#queue = [entry, ...this.#queue];
+  }
+
+  /** `beginStop`: no new requests; those in flight may finish (within stop-timeout); then the engine stops. */
+  async #stop(record: ModelRecord, reason: UnloadReason): Promise<void> {
     if (!record.alive) return;
     const timeoutMs = record.spec.stopTimeoutS * 1000;
-    if (!record.stopping) {
-      record.stopping = true;
-      record.stopRequested = true;
+    if (record.beginStop(reason)) {
+      this.#clock.clearTimer(record.idleTimer);
+      record.idleTimer = undefined;
       this.#notify();
       if (!record.engine) {
         // still inside the load delay: nothing was started
@@ -536,11 +708,15 @@ export class Scheduler {
         return;
       }
       if (record.state === "loading") {
+        record.killedByGateway = true;
         record.engine.kill();
       } else {
-        const deadline = performance.now() + timeoutMs;
-        while (record.inflight > 0 && performance.now() < deadline && record.engine) {
-          await Promise.race([this.#nextChange(), sleep(Math.max(0, deadline - performance.now()))]);
+        const deadline = this.#clock.now() + timeoutMs;
+        while (record.inflight > 0 && this.#clock.now() < deadline && record.engine) {
+          await Promise.race([
+            this.#nextChange(),
+            delay(this.#clock, Math.max(0, deadline - this.#clock.now())),
+          ]);
         }
         record.engine?.stop(timeoutMs);
       }
@@ -565,9 +741,11 @@ export class Scheduler {
       options: new Map([["--hf-repo", name]]),
       loadOnStartup: false,
       stopTimeoutS: 10,
+      pinned: false,
+      priority: 0,
       hidden: false,
     });
-    record.state = "downloading";
+    record.move("downloadBegin");
     this.#records.set(name, record);
     this.#opts.events.publish({ model: name, event: "model_status", data: { status: "downloading" } });
     this.#notify();
@@ -584,8 +762,7 @@ export class Scheduler {
   /** The download ended; the entry stays `downloaded` (with the error, if any) until the next reload. */
   endDownload(name: string, error?: string): void {
     const record = this.#records.get(name);
-    if (record?.state !== "downloading") return;
-    record.state = "downloaded";
+    if (!record?.move("downloadEnd")) return;
     record.progress = undefined;
     record.failed = error !== undefined;
     record.error = error;
@@ -599,7 +776,7 @@ export class Scheduler {
 
   /** Stops the model if it runs and drops it from the table (`DELETE /models`). */
   async remove(record: ModelRecord): Promise<void> {
-    await this.#stop(record);
+    await this.#stop(record, "requested");
     this.#records.delete(record.id);
     for (const [alias, id] of this.#aliases) if (id === record.id) this.#aliases.delete(alias);
     this.#notify();
@@ -622,11 +799,11 @@ export class Scheduler {
           this.#records.delete(id);
           continue;
         }
-        if (record.alive) stops.push(this.#stop(record).then(() => void this.#records.delete(id)));
+        if (record.alive) stops.push(this.#stop(record, "reload").then(() => void this.#records.delete(id)));
         else this.#records.delete(id);
       } else if (!sameLaunch(record.spec, spec) && record.alive) {
         stops.push(
-          this.#stop(record).then(() => {
+          this.#stop(record, "reload").then(() => {
             record.spec = spec;
             record.args = this.argsOf(record);
             record.presetText = renderPresetText(spec, this.#opts.passthrough);
@@ -637,8 +814,14 @@ export class Scheduler {
         continue;
       } else {
         record.spec = spec;
-        if (record.state === "downloaded") record.state = "unloaded";
-        if (!record.alive) Object.assign(record, { failed: false, exitCode: undefined, error: undefined });
+        record.move("adopt");
+        if (!record.alive) {
+          record.failed = false;
+          record.exitCode = undefined;
+          record.error = undefined;
+        }
+        // pin, priority or ttl may have changed
+        this.#armIdle(record);
       }
     }
     for (const spec of specs) {
@@ -666,8 +849,12 @@ export class Scheduler {
   /** Stops every engine; requests still queued get an error. */
   async shutdown(): Promise<void> {
     this.#closing = true;
+    for (const record of this.#records.values()) {
+      this.#clock.clearTimer(record.idleTimer);
+      record.idleTimer = undefined;
+    }
     this.#notify();
-    await Promise.all(this.records().map((r) => this.#stop(r)));
+    await Promise.all(this.records().map((r) => this.#stop(r, "shutdown")));
   }
 
   #log(line: string): void {
@@ -675,10 +862,12 @@ export class Scheduler {
   }
 }
 
-/** Why a model failed: how its engine ended and its last log lines. */
-function failureText(record: ModelRecord): string {
+/** Why a model failed: how its engine ended, the policy's verdict if any, and its last log lines. */
+function failureText(record: ModelRecord, verdict?: string): string {
   const how = `exit code ${record.exitCode}${record.exitSignal ? ` (${record.exitSignal})` : ""}`;
-  return `${how}; last log lines:\n${record.logs.slice(-ERROR_LOG_LINES).join("\n")}`;
+  return `${verdict ? `${verdict}; ` : ""}${how}; last log lines:\n${
+    record.logs.slice(-ERROR_LOG_LINES).join("\n")
+  }`;
 }
 
 function sameLaunch(a: ModelSpec, b: ModelSpec): boolean {

@@ -14,6 +14,8 @@ export function newSpec(id: string, source: ModelSource, options: OptionMap): Mo
     options,
     loadOnStartup: false,
     stopTimeoutS: DEFAULT_STOP_TIMEOUT_S,
+    pinned: false,
+    priority: 0,
     hidden: false,
   };
 }

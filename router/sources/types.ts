@@ -23,6 +23,12 @@ export interface ModelSpec {
   /** preset-only keys */
   loadOnStartup: boolean;
   stopTimeoutS: number;
+  /** preset `pin = true`: never evicted nor expired; only an explicit unload stops it */
+  pinned: boolean;
+  /** preset `priority = N` (default 0): lower is evicted first and queued after higher */
+  priority: number;
+  /** preset `ttl` in seconds (0 = never); undefined: `--models-ttl` decides */
+  ttlS?: number;
   /**
    * The preset-only keys as written (`load-on-startup`, `stop-timeout`, `dedup-cache-models`), after
    * `[*]` and the section: llama.cpp shows them in `status.preset`.

@@ -3,43 +3,7 @@
  * tests/e2e): shared loads, LRU eviction, busy models kept, FIFO queue, a leaving client frees its place.
  */
 import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
-import { CountAdmission } from "../../router/scheduler/admission.ts";
-import { EventBus, type ModelEvent } from "../../router/scheduler/events.ts";
-import { type Lease, Scheduler } from "../../router/scheduler/scheduler.ts";
-import type { ModelSpec } from "../../router/sources/types.ts";
-import { StubStarter } from "../fixtures/stub_starter.ts";
-
-function spec(id: string): ModelSpec {
-  return {
-    id,
-    aliases: [`${id}-alias`],
-    tags: [],
-    source: "models_dir",
-    options: new Map([["--model", `/models/${id}.gguf`]]),
-    loadOnStartup: false,
-    stopTimeoutS: 1,
-    hidden: false,
-  };
-}
-
-function setup(max: number, ids = ["a", "b", "c"]) {
-  const starter = new StubStarter();
-  const events = new EventBus();
-  const seen: ModelEvent[] = [];
-  events.subscribe((e) => seen.push(e));
-  const scheduler = new Scheduler({
-    engineBin: "/bin/llama-server",
-    starter,
-    admission: new CountAdmission(max),
-    events,
-    passthrough: new Map([["--ctx-size", "512"]]),
-  }, ids.map(spec));
-  const state = (id: string) => scheduler.find(id)!.state;
-  return { starter, scheduler, state, seen };
-}
-
-const use = async (s: Scheduler, id: string, opts: { signal?: AbortSignal } = {}): Promise<Lease> =>
-  await s.acquire(id, { autoload: true, touch: true, ...opts });
+import { setup, use } from "../helpers/scheduler_setup.ts";
 
 Deno.test("concurrent requests for one model share one load", async () => {
   const { starter, scheduler, state } = setup(2);
