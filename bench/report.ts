@@ -210,7 +210,7 @@ function loadGeneratorNote(r: BenchResults): string {
  * The first column left-aligned, the others right-aligned, every cell padded to its column's width as
  * deno fmt pads it: emoji presentation characters take two columns.
  */
-function markdownTable(header: Row, rows: Row[]): string {
+export function markdownTable(header: Row, rows: Row[]): string {
   const width = (s: string) => [...s].length + (s.match(/\p{Emoji_Presentation}/gu)?.length ?? 0);
   const widths = header.map((_, i) => Math.max(3, ...[header, ...rows].map((row) => width(row[i]))));
   const pad = (s: string, i: number) => {

@@ -14,6 +14,7 @@ import {
 import { type ApiKey, parseKeyFile } from "./auth.ts";
 import { FEATURE_FLAGS, featureSettings } from "./features/settings.ts";
 import { type GatewayConfig, gcpCompatFromEnv, type WebuiPage } from "./config.ts";
+import { MemorySpecError, parseMemorySpec } from "./memory/budget.ts";
 
 export class CliError extends Error {
   constructor(message: string) {
@@ -74,6 +75,8 @@ const OWN_FLAGS: Record<string, keyof OwnValues> = {
   "--queue-max": "queueMax",
   "--load-silence-timeout": "loadSilenceTimeout",
   "--max-crashes": "maxCrashes",
+  "--models-memory": "modelsMemory",
+  "--models-ttl": "modelsTtl",
 };
 interface OwnValues {
   serverBin?: string;
@@ -84,6 +87,8 @@ interface OwnValues {
   queueMax?: string;
   loadSilenceTimeout?: string;
   maxCrashes?: string;
+  modelsMemory?: string;
+  modelsTtl?: string;
 }
 
 export interface ParsedCli {
@@ -245,6 +250,8 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
       ? positiveInt("--load-silence-timeout", own.loadSilenceTimeout)
       : 120,
     maxCrashes: own.maxCrashes ? positiveInt("--max-crashes", own.maxCrashes) : 5,
+    modelsMemory: memorySpec(own.modelsMemory ?? env.LLAMA_ARG_MODELS_MEMORY),
+    modelsTtlS: seconds("--models-ttl", own.modelsTtl ?? env.LLAMA_ARG_MODELS_TTL ?? "0"),
   };
   if (config.gcp) {
     if (config.gcp.port !== config.port) {
@@ -310,6 +317,25 @@ function positiveInt(flag: string, raw: string): number {
 
 function nonNegativeInt(flag: string, raw: string): number {
   return raw.trim() === "0" ? 0 : positiveInt(flag, raw);
+}
+
+function seconds(flag: string, raw: string): number {
+  if (!/^\d+$/.test(raw.trim())) {
+    throw new CliError(`error: ${flag} expects a whole number of seconds (0 = never), got '${raw}'`);
+  }
+  return Number(raw);
+}
+
+/** `--models-memory`, its syntax checked now; device names are checked once the devices are known. */
+function memorySpec(raw: string | undefined): string {
+  const spec = raw?.trim() || "auto";
+  try {
+    parseMemorySpec(spec);
+  } catch (e) {
+    if (e instanceof MemorySpecError) throw new CliError(`error: ${e.message}`);
+    throw e;
+  }
+  return spec;
 }
 
 function keyList(raw: string | undefined, admin: boolean): ApiKey[] {
@@ -381,5 +407,10 @@ Switchyard options:
   --queue-max N             requests that may wait for one model (default 256), then 503
   --load-silence-timeout S  kill a loading engine silent for S seconds (default 120)
   --max-crashes N           stop restarting a model after N crashes in a row (default 5)
+  --models-memory SPEC      what models may claim per device: auto (default: each device less
+                            max(1 GiB, 5%)), one size for every device (20G), or per device
+                            (host=12G,CUDA0=22G; others stay auto)   LLAMA_ARG_MODELS_MEMORY
+  --models-ttl SECONDS      unload a model idle this long (default 0 = never); a preset's ttl wins
+                                                                      LLAMA_ARG_MODELS_TTL
 Any other llama-server flag (-c 8192, -ngl 99, --temp 0.8, --no-jinja, ...) is passed to every model.
 `;

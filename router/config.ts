@@ -57,6 +57,10 @@ export interface GatewayConfig {
   loadSilenceTimeoutS: number;
   /** consecutive crashes after which a model is not restarted until an explicit load */
   maxCrashes: number;
+  /** `--models-memory`: budgets per device (`auto`, `20G`, `host=12G,CUDA0=22G`), its syntax checked */
+  modelsMemory: string;
+  /** `--models-ttl`: seconds idle before a model is unloaded (0 = never), unless its preset says */
+  modelsTtlS: number;
 }
 
 /** LLAMA_SERVER_DEBUG_FAKE_TIMING: llama.cpp's router waits this long before each load and each proxied request. */

@@ -14,6 +14,8 @@ import { ModelPuller } from "./hub/puller.ts";
 import { GATEWAY_PID_ENV } from "./orphans.ts";
 import { EventBus } from "./scheduler/events.ts";
 import { type EngineStarter, Scheduler } from "./scheduler/scheduler.ts";
+import type { GatewayMemory } from "./memory/port.ts";
+import { type PinnedClaim, pinnedOverBudget } from "./memory/pinned.ts";
 import { loadCatalog } from "./sources/catalog.ts";
 import type { ModelSpec, SourceOptions } from "./sources/types.ts";
 import { UpstreamPool } from "./upstream/http1.ts";
@@ -32,6 +34,8 @@ export interface CoreOptions {
   defaultModel?: string;
   /** serves `/tools` and `/cors-proxy` (see GatewayDeps) */
   features?: FeatureHost;
+  /** budgets and projections; without it only `--models-max` counts (the in-process tests) */
+  memory?: GatewayMemory;
   log: (line: string) => void;
 }
 
@@ -42,19 +46,24 @@ export interface GatewayCore {
   upstream: UpstreamPool;
   /** re-reads every model source and applies it to the model table */
   reload(): Promise<void>;
+  /** throws when the pinned models among `specs` cannot all be held within the budgets */
+  checkPins(specs: readonly ModelSpec[]): Promise<void>;
 }
 
 export function createGatewayCore(config: GatewayConfig, opts: CoreOptions): GatewayCore {
-  const { log, sources } = opts;
+  const { log, sources, memory } = opts;
   const events = new EventBus();
+  // marks engines as ours, so a later gateway can find those an earlier one left behind
+  const engineEnv = { [GATEWAY_PID_ENV]: String(Deno.pid) };
   const scheduler = new Scheduler({
     engineBin: opts.engineBin,
     starter: opts.starter,
     modelsMax: config.modelsMax,
+    memory,
+    ttlS: config.modelsTtlS,
     events,
     passthrough: config.passthrough,
-    // marks engines as ours, so a later gateway can find those an earlier one left behind
-    engineEnv: { [GATEWAY_PID_ENV]: String(Deno.pid) },
+    engineEnv,
     loadDelayMs: config.fakeTiming ? FAKE_TIMING_DELAY_MS : 0,
     queueMax: config.queueMax,
     loadSilenceTimeoutMs: config.loadSilenceTimeoutS * 1000,
@@ -62,12 +71,27 @@ export function createGatewayCore(config: GatewayConfig, opts: CoreOptions): Gat
     log,
   }, opts.models);
 
+  const checkPins = async (specs: readonly ModelSpec[]): Promise<void> => {
+    if (!memory) return;
+    const pins: PinnedClaim[] = [];
+    for (const spec of specs.filter((s) => s.pinned)) {
+      try {
+        pins.push({ modelId: spec.id, bytes: (await memory.project(spec, scheduler.launchOf(spec))).bytes });
+      } catch (err) {
+        log(`warning: memory: pinned model ${spec.id} cannot be projected: ${(err as Error).message}`);
+      }
+    }
+    const problem = pinnedOverBudget(pins, memory.budgets());
+    if (problem) throw new Error(problem);
+  };
+
   let reloading: Promise<void> | undefined;
   const reload = (): Promise<void> => {
     reloading ??= (async () => {
       try {
         const fresh = await loadCatalog(sources, { onReload: true });
         fresh.warnings.forEach((w) => log(`warning: ${w}`));
+        await checkPins(fresh.models);
         await scheduler.replaceSpecs(fresh.models);
         events.publish({ model: "*", event: "models_reload" });
         log(`models reloaded: ${fresh.models.length} models`);
@@ -92,8 +116,9 @@ export function createGatewayCore(config: GatewayConfig, opts: CoreOptions): Gat
     defaultModel: opts.defaultModel,
     features: opts.features,
     buildInfo: opts.buildInfo,
+    memory,
     reload,
     log,
   });
-  return { app, scheduler, events, upstream, reload };
+  return { app, scheduler, events, upstream, reload, checkPins };
 }

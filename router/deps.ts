@@ -2,6 +2,7 @@
 import type { GatewayConfig } from "./config.ts";
 import type { FeatureHost } from "./features/host.ts";
 import type { ModelPuller } from "./hub/puller.ts";
+import type { GatewayMemory } from "./memory/port.ts";
 import type { EventBus } from "./scheduler/events.ts";
 import type { Scheduler } from "./scheduler/scheduler.ts";
 import type { UpstreamPool } from "./upstream/http1.ts";
@@ -23,6 +24,8 @@ export interface GatewayDeps {
   features?: FeatureHost;
   /** `b<N>-<hash>` of the engine */
   buildInfo: string;
+  /** devices, budgets and projections (`/props`' `memory`); absent where only `--models-max` counts */
+  memory?: GatewayMemory;
   /** re-reads every model source and applies it to the model table */
   reload(): Promise<void>;
   log(line: string): void;

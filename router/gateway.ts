@@ -19,6 +19,7 @@ import { singleModelSpec } from "./sources/single_model.ts";
 import { FLAG } from "./sources/spec.ts";
 import type { ModelSpec, SourceOptions } from "./sources/types.ts";
 import { engineVersion, resolveEngine } from "./engine/binary.ts";
+import { createMemoryPort } from "./memory/port.ts";
 import { RunnerPool } from "../runners/supervisor.ts";
 
 export interface Gateway {
@@ -61,8 +62,20 @@ export async function startGateway(given: GatewayConfig, opts: GatewayOptions): 
   const features = anyFeature(config.features)
     ? await FeatureHost.start({ bin: engineBin, settings: config.features, env: opts.env, log })
     : undefined;
-  const pool = new RunnerPool({ spares: config.spareRunners, log, env: engineEnvironment(opts.env) });
-  const { app, scheduler, events, upstream, reload } = createGatewayCore(config, {
+  const engineEnv = engineEnvironment(opts.env);
+  const memory = await createMemoryPort({
+    engineBin,
+    buildInfo,
+    spec: config.modelsMemory,
+    env: engineEnv,
+    cacheDir,
+    log,
+  }).catch(async (err) => {
+    await features?.close();
+    throw err;
+  });
+  const pool = new RunnerPool({ spares: config.spareRunners, log, env: engineEnv });
+  const { app, scheduler, events, upstream, reload, checkPins } = createGatewayCore(config, {
     engineBin,
     buildInfo,
     starter: pool,
@@ -71,10 +84,20 @@ export async function startGateway(given: GatewayConfig, opts: GatewayOptions): 
     models: catalog.models,
     defaultModel: defaultModel?.id,
     features,
+    memory,
     log,
   });
+  try {
+    await checkPins(catalog.models);
+  } catch (err) {
+    await Promise.all([scheduler.shutdown(), pool.shutdown(), features?.close()]);
+    throw err;
+  }
   log(
-    `engine: ${engineBin} (${buildInfo}); ${catalog.models.length} models; ${config.modelsMax || "no"} limit`,
+    `engine: ${engineBin} (${buildInfo}); ${catalog.models.length} models; ${
+      config.modelsMax || "no"
+    } limit` +
+      (config.modelsTtlS ? `; idle models unload after ${config.modelsTtlS} s` : ""),
   );
   const listening = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({

@@ -1,9 +1,11 @@
 /**
  * Finds llama-server, or builds it once from the llama.cpp release that node-llama-cpp pins (its npm
  * package carries the source as a git bundle), so the gateway never depends on what a distribution
- * ships. `deno task engine` prints the binary's path, building it if needed.
+ * ships. The same tree builds `llama-fit-params`, the engine's own memory projection, next to it.
+ * `deno task engine` prints the binary's path, building it if needed.
  */
 import { forEachLine } from "../../runners/lines.ts";
+import { FIT_PARAMS_BUILD } from "../memory/fit_params.ts";
 
 /** The npm package whose `llama/gitRelease.bundle` is the pinned llama.cpp source. */
 export const ENGINE_PACKAGE = "node-llama-cpp@3.21.1";
@@ -59,7 +61,7 @@ export function engineCacheDir(env: Env): string {
   return join(switchyardCacheDir(env), "engine");
 }
 
-async function isExecutable(path: string): Promise<boolean> {
+export async function isExecutable(path: string): Promise<boolean> {
   try {
     const info = await Deno.stat(path);
     return info.isFile && (info.mode === null || (info.mode & 0o111) !== 0);
@@ -93,7 +95,9 @@ export async function resolveEngine(options: ResolveEngineOptions): Promise<stri
   const cached = join(engineCacheDir(env), "build", "bin", "llama-server");
   if (await isExecutable(cached)) {
     // A binary under a held build lock may be half-linked: wait for that build (buildEngine does).
-    if (options.build === false || !await buildInProgress(engineCacheDir(env))) return cached;
+    // A build from before the fitter was part of it gets the fitter added, in seconds.
+    if (options.build === false) return cached;
+    if (!await buildInProgress(engineCacheDir(env)) && await fitterBuilt(engineCacheDir(env))) return cached;
   } else if (options.build === false) {
     throw new EngineNotFoundError(
       `no llama-server: not given (--server-bin, LLAMA_SERVER_BIN), not on PATH, not built in ${cached}`,
@@ -242,6 +246,35 @@ export interface EngineStamp {
   commit: string;
   cmakeFlags: string[];
   builtAt: string;
+  /** the targets built and linked; a stamp from before the fitter was built has none (llama-server) */
+  targets?: string[];
+}
+
+/** The engine and its memory fitter (router/memory/fit_params.ts), built from one cmake tree. */
+const SERVER_TARGET = "llama-server";
+const FITTER_TARGET = FIT_PARAMS_BUILD.target;
+
+/** The stamp of a finished build; undefined when there is none. It is written only after a build succeeded. */
+async function readStamp(stampFile: string): Promise<Partial<EngineStamp> | undefined> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(stampFile);
+  } catch {
+    return undefined;
+  }
+  try {
+    return JSON.parse(text) as Partial<EngineStamp>;
+  } catch {
+    // written by an older version, or cut short: the build it stamps had still finished
+    return {};
+  }
+}
+
+/** Whether the cached build's fitter is there and was finished (the stamp lists it). */
+async function fitterBuilt(dir: string): Promise<boolean> {
+  const stamp = await readStamp(join(dir, "build", "switchyard-engine.json"));
+  return !!stamp?.targets?.includes(FITTER_TARGET) &&
+    await isExecutable(join(dir, "build", "bin", FITTER_TARGET));
 }
 
 /**
@@ -256,7 +289,11 @@ export async function buildEngine(options: { env: Env; log?: (line: string) => v
   const release = await holdBuildLock(dir, "llama-server", log);
   try {
     const stampFile = join(dir, "build", "switchyard-engine.json");
-    if (await isExecutable(bin) && await exists(stampFile)) return bin;
+    const finished = await isExecutable(bin) ? await readStamp(stampFile) : undefined;
+    if (finished) {
+      if (!await fitterBuilt(dir)) await addFitter(dir, finished, env, log);
+      return bin;
+    }
     await checkBuildTools(env);
     const jobs = Math.max(1, navigator.hardwareConcurrency || 1);
     log(
@@ -268,7 +305,7 @@ export async function buildEngine(options: { env: Env; log?: (line: string) => v
     try {
       log("switchyard: configuring (cmake)");
       await run("cmake", ["-S", "src", "-B", "build", ...CMAKE_FLAGS], { cwd: dir, logFile });
-      await run("cmake", ["--build", "build", "--target", "llama-server", `-j${jobs}`], {
+      await run("cmake", [...FIT_PARAMS_BUILD.cmakeBuildArgs, `-j${jobs}`], {
         cwd: dir,
         logFile,
         onLine: (line) => {
@@ -288,12 +325,50 @@ export async function buildEngine(options: { env: Env; log?: (line: string) => v
       commit: await output("git", ["rev-parse", "HEAD"], join(dir, "src")),
       cmakeFlags: CMAKE_FLAGS,
       builtAt: new Date().toISOString(),
+      targets: [SERVER_TARGET, FITTER_TARGET],
     };
-    await Deno.writeTextFile(stampFile, JSON.stringify(stamp, null, 2) + "\n");
+    await writeStamp(stampFile, stamp);
     log(`switchyard: llama-server built: ${bin}`);
     return bin;
   } finally {
     await release();
+  }
+}
+
+async function writeStamp(stampFile: string, stamp: EngineStamp): Promise<void> {
+  await Deno.writeTextFile(stampFile, JSON.stringify(stamp, null, 2) + "\n");
+}
+
+/**
+ * Builds the fitter into a finished tree (under the build lock held by the caller): its libraries are
+ * built already, so this compiles one file and links, seconds. llama-server is never rebuilt for it:
+ * only the fitter's target is asked for. Without the tools or on a failure the engine still works
+ * (projections then come from the GGUF estimate), so this logs instead of throwing.
+ */
+async function addFitter(
+  dir: string,
+  stamp: Partial<EngineStamp>,
+  env: Env,
+  log: (line: string) => void,
+): Promise<void> {
+  try {
+    await checkBuildTools(env);
+    log(`switchyard: building ${FITTER_TARGET} into the cached engine build (seconds)`);
+    const logFile = await Deno.open(join(dir, "build.log"), { create: true, append: true });
+    try {
+      // the cmake checkBuildTools found, which is the one the tree was configured with on this PATH
+      const cmake = await onPath("cmake", env) ?? "cmake";
+      await run(cmake, ["--build", "build", "--target", FITTER_TARGET], { cwd: dir, logFile });
+    } finally {
+      logFile.close();
+    }
+    const targets = [...new Set([...stamp.targets ?? [SERVER_TARGET], FITTER_TARGET])];
+    await writeStamp(join(dir, "build", "switchyard-engine.json"), { ...stamp, targets } as EngineStamp);
+  } catch (error) {
+    // the command that failed and the build's last word
+    const lines = (error as Error).message.split("\n").filter(Boolean);
+    const reason = lines.length > 1 ? `${lines[0]} ${lines[lines.length - 1]}` : lines[0];
+    log(`switchyard: cannot build ${FITTER_TARGET} (${reason}); memory projections use the GGUF estimate`);
   }
 }
 

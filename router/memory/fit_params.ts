@@ -19,11 +19,12 @@ import { MiB } from "./size.ts";
  * How the engine build gets the tool: tools/fit-params/CMakeLists.txt names the executable
  * `llama-fit-params` (on `llama-fit-params-impl`, which links llama-common and llama), so the
  * existing build tree builds it with one more `--target`; linking it into a finished llama-server
- * tree took 2 s on 2 cores. `router/engine/binary.ts` builds only `--target llama-server` today.
+ * tree took 2 s on 2 cores. `router/engine/binary.ts` builds both in one run, and adds the fitter
+ * alone to a tree built before it was part of the build.
  */
 export const FIT_PARAMS_BUILD = {
   target: "llama-fit-params",
-  /** what binary.ts would run instead of `--build build --target llama-server` (cmake >= 3.15 takes several) */
+  /** what binary.ts runs for a fresh build (cmake >= 3.15 takes several targets) */
   cmakeBuildArgs: ["--build", "build", "--target", "llama-server", "llama-fit-params"],
 } as const;
 

@@ -92,5 +92,8 @@ export function gpuReserves(
   devices: readonly Device[],
   reserves: Readonly<Record<string, { reserve: number }>>,
 ): GpuReserve[] {
-  return devices.filter((d) => d.kind === "gpu").map((d) => ({ name: d.name, reserve: reserves[d.name]?.reserve ?? 0 }));
+  return devices.filter((d) => d.kind === "gpu").map((d) => ({
+    name: d.name,
+    reserve: reserves[d.name]?.reserve ?? 0,
+  }));
 }

@@ -43,7 +43,9 @@ export async function modelPath(options: OptionMap, args: MemoryArgs, cacheDir: 
   const hfFile = typeof file === "string" && file ? file : undefined;
   const found = await cacheFileFor(cacheDir, repo, hfFile);
   if (!found) {
-    throw new ModelFileError(`-hf ${repo}${hfFile ? ` --hf-file ${hfFile}` : ""} is not in the cache ${cacheDir}`);
+    throw new ModelFileError(
+      `-hf ${repo}${hfFile ? ` --hf-file ${hfFile}` : ""} is not in the cache ${cacheDir}`,
+    );
   }
   return found;
 }

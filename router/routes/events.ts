@@ -28,7 +28,7 @@ export function eventRoutes(deps: GatewayDeps): Hono {
       });
       stream.onAbort(() => wake?.());
       const models = deps.scheduler.records().filter((r) => !r.spec.hidden && modelVisible(c, r.names))
-        .map((r) => modelEntry(r));
+        .map((r) => modelEntry(r, deps.scheduler));
       await stream.writeSSE({ data: JSON.stringify({ model: "*", event: "snapshot", data: { models } }) });
       try {
         while (!stream.aborted) {

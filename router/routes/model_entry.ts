@@ -1,5 +1,11 @@
-/** The `/models` entry of one model, in llama.cpp's shape (plus Switchyard's `error` and `progress`). */
-import type { ModelRecord } from "../scheduler/scheduler.ts";
+/**
+ * The `/models` entry of one model, in llama.cpp's shape, plus Switchyard's: `error` and `progress`;
+ * `pinned`, `priority`, `ttl` and `expires_at`; and `status.memory` and `status.unload_reason`.
+ */
+import type { ModelRecord, Scheduler } from "../scheduler/scheduler.ts";
+
+/** What the entry reads from the table's owner besides the record. */
+export type EntryContext = Pick<Scheduler, "ttlOf" | "expiresAt" | "memoryOf">;
 
 export interface ModelEntry {
   id: string;
@@ -15,11 +21,21 @@ export interface ModelEntry {
   [key: string]: unknown;
 }
 
-export function modelEntry(record: ModelRecord, now = Math.floor(Date.now() / 1000)): ModelEntry {
+export function modelEntry(
+  record: ModelRecord,
+  owner: EntryContext,
+  now = Math.floor(Date.now() / 1000),
+): ModelEntry {
   const { spec } = record;
   const status: Record<string, unknown> = { value: record.state, args: record.args };
   if (record.presetText) status.preset = record.presetText;
   if (record.failed) Object.assign(status, { failed: true, exit_code: record.exitCode, error: record.error });
+  const memory = owner.memoryOf(record);
+  if (memory) status.memory = memory;
+  // why it went, while it is gone
+  if (record.unloadReason && !record.alive) status.unload_reason = record.unloadReason;
+  // the owner's clock is on the epoch scale, so its expiry is a date
+  const expires = owner.expiresAt(record);
   if (record.progress && (record.state === "loading" || record.state === "downloading")) {
     status.progress = record.progress;
   }
@@ -38,6 +54,10 @@ export function modelEntry(record: ModelRecord, now = Math.floor(Date.now() / 10
     },
     source: spec.source,
     can_remove: spec.source === "cache",
+    pinned: spec.pinned,
+    priority: spec.priority,
+    ttl: owner.ttlOf(record),
+    expires_at: expires === null ? null : new Date(expires).toISOString(),
   };
   // as llama.cpp: what the engine reported when it became ready is merged in, without overriding
   if (record.info && record.alive) {

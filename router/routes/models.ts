@@ -20,7 +20,7 @@ export function modelRoutes(deps: GatewayDeps): Hono {
     const now = Math.floor(Date.now() / 1000);
     const data = deps.scheduler.records()
       .filter((r) => !r.spec.hidden && modelVisible(c, r.names))
-      .map((r) => modelEntry(r, now));
+      .map((r) => modelEntry(r, deps.scheduler, now));
     return c.json({ object: "list", data });
   };
   app.get("/models", list);

@@ -2,6 +2,8 @@
 import { Hono } from "hono";
 import type { GatewayDeps } from "../deps.ts";
 import { ApiError, errorResponse } from "../errors.ts";
+import type { DeviceReport, GatewayMemory } from "../memory/port.ts";
+import type { Scheduler } from "../scheduler/scheduler.ts";
 
 export function propsRoutes(deps: GatewayDeps): Hono {
   const app = new Hono();
@@ -14,9 +16,10 @@ export function propsRoutes(deps: GatewayDeps): Hono {
   };
   app.get("/health", health);
   app.get("/v1/health", health);
-  app.get("/props", (c, next) => {
+  app.get("/props", async (c, next) => {
     // on a single-model command line, the default model's engine answers, as llama-server does
     if (c.req.query("model") || deps.defaultModel) return next();
+    const memory = deps.memory ? await memoryBlock(deps.memory, deps.scheduler) : undefined;
     return c.json({
       role: "router",
       max_instances: deps.config.modelsMax,
@@ -28,7 +31,20 @@ export function propsRoutes(deps: GatewayDeps): Hono {
       build_info: deps.buildInfo,
       cors_proxy_enabled: deps.features?.settings.corsProxy ?? false,
       switchyard: { queue: deps.scheduler.queueLength(), running: deps.scheduler.aliveCount() },
+      ...(memory ? { memory } : {}),
     });
   });
   return app;
+}
+
+/** Per device, in bytes: what there is, what models may claim and what they have claimed now. */
+async function memoryBlock(
+  memory: GatewayMemory,
+  scheduler: Scheduler,
+): Promise<Record<string, DeviceReport & { claimed: number }>> {
+  const claimed = scheduler.claimed();
+  const devices = await memory.report();
+  return Object.fromEntries(
+    Object.entries(devices).map(([device, d]) => [device, { ...d, claimed: claimed[device] ?? 0 }]),
+  );
 }

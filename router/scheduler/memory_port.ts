@@ -5,6 +5,7 @@
  * only `--models-max` counts.
  */
 import type { EngineLaunch } from "../../runners/protocol.ts";
+import type { OptionMap } from "../flags/flags.ts";
 import type { ModelSpec } from "../sources/types.ts";
 import type { DeviceBytes, DeviceId } from "./policies/device_bytes.ts";
 
@@ -28,4 +29,10 @@ export interface MemoryPort {
    * the same key, so the next projection of this launch is what was observed.
    */
   observe(spec: ModelSpec, launch: EngineLaunch, logLines: readonly string[]): ProjectionView | undefined;
+  /**
+   * The options an engine is launched with, given the model's and the gateway's: what the port needs
+   * of it so that `observe` has figures and the engine's own fit keeps to what was projected.
+   * Optional: without it, engines run the options as given.
+   */
+  launchOptions?(options: OptionMap): OptionMap;
 }

@@ -489,12 +489,19 @@ export class Scheduler {
   // ---- engines -------------------------------------------------------------------------------------
 
   #launchFor(record: ModelRecord): EngineLaunch {
-    const options: OptionMap = new Map(record.spec.options);
+    return this.launchOf(record.spec);
+  }
+
+  /** How the model's engine is launched (without the socket the runner adds): what memory is projected for. */
+  launchOf(spec: ModelSpec): EngineLaunch {
+    const options: OptionMap = new Map(spec.options);
     for (const [flag, value] of this.#opts.passthrough) options.set(flag, value);
-    options.set("--alias", record.id);
+    options.set("--alias", spec.id);
     // the gateway owns downloads: an engine only ever reads the cache
     if (options.has("--hf-repo")) options.set("--offline", true);
-    return { bin: this.#opts.engineBin, args: renderArgs(options), env: this.#opts.engineEnv ?? {} };
+    // what the memory knowledge needs of the engine (its buffer sizes logged, a context its --fit keeps)
+    const launched = this.#opts.memory?.launchOptions?.(options) ?? options;
+    return { bin: this.#opts.engineBin, args: renderArgs(launched), env: this.#opts.engineEnv ?? {} };
   }
 
   /** The argv shown in `status.args`, as llama.cpp shows its child's. */

@@ -89,11 +89,17 @@ function applySettings(spec: ModelSpec, layers: (PresetSection | undefined)[]): 
   if (spec.source !== "preset") spec.options = layer(layers[0]?.options, spec.options);
   spec.loadOnStartup = false;
   spec.stopTimeoutS = DEFAULT_STOP_TIMEOUT_S;
+  spec.pinned = false;
+  spec.priority = 0;
+  spec.ttlS = undefined;
   const presetOnly = new Map<string, string>();
   for (const section of layers) {
     if (!section) continue;
     spec.loadOnStartup = section.loadOnStartup ?? spec.loadOnStartup;
     spec.stopTimeoutS = section.stopTimeoutS ?? spec.stopTimeoutS;
+    spec.pinned = section.pinned ?? spec.pinned;
+    spec.priority = section.priority ?? spec.priority;
+    spec.ttlS = section.ttlS ?? spec.ttlS;
     for (const [key, value] of section.presetOnly) presetOnly.set(key, value);
   }
   if (presetOnly.size) spec.presetOnly = presetOnly;

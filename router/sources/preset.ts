@@ -2,13 +2,15 @@
  * Preset files (`--models-preset`): INI sections turned into model options as llama.cpp's
  * `load_from_ini` does. A key is a llama-server flag without its dashes (`ctx-size`, `c`,
  * `no-mmap`), its env name (`LLAMA_ARG_CTX_SIZE`), or a preset-only key (`load-on-startup`,
- * `stop-timeout`, `dedup-cache-models`). `[*]` is the global section.
+ * `stop-timeout`, `dedup-cache-models`, and Switchyard's `pin`, `priority`, `ttl`). `[*]` is the global
+ * section.
  *
  * Deviations, all turning a silent misbehaviour into an error that names file, line and key:
  * - a switch (`mmap`, `no-mmap`, `swa-full`) takes a boolean (`true/false`, `on/off`,
  *   `enabled/disabled`, `1/0`); llama.cpp turns any other value into "on";
  * - `stop-timeout` must be a whole number of seconds (llama.cpp warns and uses 10), and
  *   `load-on-startup`/`dedup-cache-models` take booleans (llama.cpp reads anything else as false);
+ *   so do `ttl` (seconds, 0 = never), `priority` (an integer) and `pin` (a boolean);
  * - two spellings of one option in one section (`c` and `ctx-size`) are an error (llama.cpp keeps
  *   the spelling that sorts last); two-value options are refused here, not at spawn time;
  * - two headers that canonicalise to one name (`[x:q4_k_m]`, `[x:Q4_K_M]`) are an error, and so
@@ -49,6 +51,9 @@ export interface PresetSection {
   loadOnStartup?: boolean;
   stopTimeoutS?: number;
   dedupCacheModels?: boolean;
+  pinned?: boolean;
+  priority?: number;
+  ttlS?: number;
 }
 
 export interface Preset {
@@ -65,6 +70,10 @@ const PRESET_ONLY: Record<string, string> = {
   "__PRESET_STOP_TIMEOUT": "stop-timeout",
   "dedup-cache-models": "dedup-cache-models",
   "__PRESET_DEDUP_CACHE_MODELS": "dedup-cache-models",
+  // Switchyard's own: llama.cpp has no memory-aware scheduling (its `pin` is commented out, arg.cpp)
+  "pin": "pin",
+  "priority": "priority",
+  "ttl": "ttl",
 };
 
 /** Reads and parses a preset file; a missing file is a `SourceError`. */
@@ -121,15 +130,7 @@ function toSection(
     const presetKey = PRESET_ONLY[key];
     if (presetKey) {
       section.presetOnly.set(presetKey, value);
-      if (presetKey === "stop-timeout") {
-        if (!/^[0-9]+$/.test(value)) throw fail(`must be a whole number of seconds, got '${value}'`);
-        section.stopTimeoutS = Number(value);
-      } else {
-        const on = parseBool(value);
-        if (on === undefined) throw fail(booleanExpected(value));
-        if (presetKey === "load-on-startup") section.loadOnStartup = on;
-        else section.dedupCacheModels = on;
-      }
+      readPresetOnly(section, presetKey, value, fail);
       continue;
     }
 
@@ -161,6 +162,46 @@ function toSection(
     section.lines.set(flag, line);
   }
   return section;
+}
+
+/** A preset-only key's value, checked; `fail` makes the error that names file, line and key. */
+function readPresetOnly(
+  section: PresetSection,
+  key: string,
+  value: string,
+  fail: (why: string) => SourceError,
+): void {
+  const seconds = (): number => {
+    if (!/^[0-9]+$/.test(value)) throw fail(`must be a whole number of seconds, got '${value}'`);
+    return Number(value);
+  };
+  const bool = (): boolean => {
+    const on = parseBool(value);
+    if (on === undefined) throw fail(booleanExpected(value));
+    return on;
+  };
+  switch (key) {
+    case "stop-timeout":
+      section.stopTimeoutS = seconds();
+      break;
+    case "ttl":
+      section.ttlS = seconds();
+      break;
+    case "priority":
+      if (!/^-?[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+        throw fail(`must be an integer (higher is kept longer and served first), got '${value}'`);
+      }
+      section.priority = Number(value);
+      break;
+    case "pin":
+      section.pinned = bool();
+      break;
+    case "load-on-startup":
+      section.loadOnStartup = bool();
+      break;
+    default:
+      section.dedupCacheModels = bool();
+  }
 }
 
 function parseBool(value: string): boolean | undefined {

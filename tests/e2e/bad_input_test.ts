@@ -139,6 +139,21 @@ const STARTUP_CASES: StartupCase[] = [
     expect: [/FILE:3\b/, /stop-timeout/],
   },
   {
+    name: "preset: priority not an integer",
+    preset: "[alpha]\nmodel = /models/alpha.gguf\npriority = high\n",
+    expect: [/FILE:3\b/, /'priority'/, /must be an integer/],
+  },
+  {
+    name: "preset: ttl not whole seconds",
+    preset: "[alpha]\nmodel = /models/alpha.gguf\nttl = 10m\n",
+    expect: [/FILE:3\b/, /'ttl'/, /whole number of seconds/],
+  },
+  {
+    name: "preset: pin not a boolean",
+    preset: "[alpha]\nmodel = /models/alpha.gguf\npin = forever\n",
+    expect: [/FILE:3\b/, /'pin'/, /boolean/],
+  },
+  {
     name: "preset: switch with a non-boolean value",
     preset: "[alpha]\nmodel = /models/alpha.gguf\nno-mmap = maybe\n",
     expect: [/FILE:3\b/, /no-mmap/, /boolean/],
@@ -187,6 +202,21 @@ const STARTUP_CASES: StartupCase[] = [
   },
   { name: "--queue-max -1", args: ["--queue-max", "-1"], expect: [/--queue-max expects a positive integer/] },
   { name: "switch given a value", args: ["--offline=perhaps"], expect: [/--offline takes no value/] },
+  {
+    name: "--models-memory not a size",
+    args: ["--models-memory", "plenty"],
+    expect: [/--models-memory: 'plenty'/, /invalid size/],
+  },
+  {
+    name: "--models-memory naming a device the engine does not list",
+    args: ["--models-memory", "host=8G,CUDA3=20G"],
+    expect: [/--models-memory: unknown device 'CUDA3' \(devices: host\)/],
+  },
+  {
+    name: "--models-ttl not whole seconds",
+    args: ["--models-ttl", "1h"],
+    expect: [/--models-ttl expects a whole number of seconds \(0 = never\), got '1h'/],
+  },
   {
     name: "--server-bin not executable",
     args: ["--server-bin", "/nonexistent/llama-server"],

@@ -15,6 +15,7 @@ import { addToHfCache, liveEngines } from "../helpers/models.ts";
 import { chatBody } from "../helpers/openai.ts";
 import { FAKE_HUB_TOKEN, type FakeHub, type FakeRepo, startFakeHub } from "../fixtures/fake_hub.ts";
 import { tinyLlamaGguf } from "../fixtures/gguf.ts";
+import { type SseEvent, SseFeed } from "../helpers/sse_feed.ts";
 import { HANG_MS, waitFor } from "../helpers/wait.ts";
 
 const skip = await engineAvailable();
@@ -152,68 +153,6 @@ function fileGets(hub: FakeHub, file: string): number {
     r.method === "GET" && r.path.startsWith("/__cdn/") && r.path.endsWith(`/${file}`)
   )
     .length;
-}
-
-interface SseEvent {
-  model: string;
-  event: string;
-  data?: Record<string, unknown>;
-}
-
-/** `GET /models/sse`, parsed as it arrives. */
-class SseFeed {
-  readonly events: SseEvent[] = [];
-  readonly #abort = new AbortController();
-  readonly #done: Promise<void>;
-  #wake?: () => void;
-
-  constructor(gw: HasUrl) {
-    this.#done = (async () => {
-      const res = await fetch(`${gw.url}/models/sse`, { signal: this.#abort.signal });
-      assertEquals(res.status, 200);
-      assertMatch(res.headers.get("content-type") ?? "", /text\/event-stream/);
-      let buf = "";
-      const decoder = new TextDecoder();
-      for await (const chunk of res.body!) {
-        buf += decoder.decode(chunk, { stream: true });
-        let cut;
-        while ((cut = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, cut);
-          buf = buf.slice(cut + 2);
-          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim());
-          if (data.length) this.events.push(JSON.parse(data.join("\n")));
-        }
-        this.#wake?.();
-      }
-    })().catch(() => {});
-  }
-
-  /** The first event (from `from` on) that matches; `timeoutMs` only bounds a hang. */
-  async waitFor(pred: (e: SseEvent) => boolean, timeoutMs = HANG_MS, from = 0): Promise<SseEvent> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.events.slice(from).find(pred);
-      if (hit) return hit;
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        throw new Error(
-          `no matching SSE event in ${timeoutMs} ms; got:\n${JSON.stringify(this.events.slice(from))}`,
-        );
-      }
-      await new Promise<void>((r) => {
-        const timer = setTimeout(r, Math.min(left, 200));
-        this.#wake = () => {
-          clearTimeout(timer);
-          r();
-        };
-      });
-    }
-  }
-
-  async close(): Promise<void> {
-    this.#abort.abort();
-    await this.#done;
-  }
 }
 
 /** No engine of ours outlives its gateway (another engineer's llama-server may run on this machine). */

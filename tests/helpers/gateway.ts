@@ -204,7 +204,8 @@ export async function isolatedEnv(extra: Record<string, string> = {}): Promise<R
 
 /**
  * A fake `--server-bin` named `llama-server` in `dir` (a new temp dir when not given): it answers
- * `--version` as llama-server does and runs the shell `body` otherwise.
+ * `--version` and `--list-devices` (the gateway asks both at start-up) as a CPU-only llama-server
+ * does, and runs the shell `body` otherwise.
  */
 export async function fakeServerBin(body: string, dir?: string): Promise<{ dir: string; bin: string }> {
   dir ??= await Deno.makeTempDir({ prefix: "switchyard-fake-bin-" });
@@ -212,7 +213,8 @@ export async function fakeServerBin(body: string, dir?: string): Promise<{ dir: 
   // The gateway parses "(build N, commit H)"; "version: 1 (abc1234)" is refused.
   await Deno.writeTextFile(
     bin,
-    `#!/bin/sh\nif [ "$1" = "--version" ]; then echo "version: 0.0.1 (build 1, commit abc1234)"; exit 0; fi\n${body}\n`,
+    `#!/bin/sh\nif [ "$1" = "--version" ]; then echo "version: 0.0.1 (build 1, commit abc1234)"; exit 0; fi\n` +
+      `if [ "$1" = "--list-devices" ]; then printf 'Available devices:\\n  (none)\\n'; exit 0; fi\n${body}\n`,
   );
   await Deno.chmod(bin, 0o755);
   return { dir, bin };

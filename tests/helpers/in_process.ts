@@ -13,6 +13,7 @@ import type { GatewayConfig } from "../../router/config.ts";
 import { createGatewayCore } from "../../router/core.ts";
 import { resolveSingleModel } from "../../router/gateway.ts";
 import { hubOptionsFromEnv } from "../../router/hub/options.ts";
+import type { GatewayMemory } from "../../router/memory/port.ts";
 import type { EventBus, ModelEvent } from "../../router/scheduler/events.ts";
 import type { Scheduler } from "../../router/scheduler/scheduler.ts";
 import { resolveCacheDir } from "../../router/sources/cache_dir.ts";
@@ -31,6 +32,8 @@ export interface InProcessSetup {
   args?: string[];
   /** on top of an isolated environment: an empty HF cache, and a hub on a closed loopback port */
   env?: Record<string, string>;
+  /** budgets and projections; without it only `--models-max` counts */
+  memory?: GatewayMemory;
 }
 
 export interface InProcessGateway {
@@ -85,8 +88,10 @@ export async function startInProcess(
       hub,
       models: catalog.models,
       defaultModel: defaultModel?.id,
+      memory: setup.memory,
       log,
     });
+    await core.checkPins(catalog.models);
     // a single-model command line's model starts loading, as in startGateway; tests wait for it
     if (defaultModel) await core.scheduler.load(defaultModel.id);
     await core.scheduler.loadOnStartup();

@@ -1,6 +1,7 @@
 /** The bench's report and command line, without running the bench: the committed results must agree. */
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { DEFAULT_ENGINE_FLAGS, parseArgs, PHASES, UsageError } from "../../bench/options.ts";
+import { renderProjectionReport } from "../../bench/projection_report.ts";
 import { renderReport } from "../../bench/report.ts";
 import { type BenchResults, toStored } from "../../bench/results.ts";
 
@@ -9,6 +10,11 @@ const latestJson = (): BenchResults => JSON.parse(Deno.readTextFileSync(new URL(
 
 Deno.test("bench/results/latest.md is the report rendered from latest.json", () => {
   assertEquals(renderReport(latestJson()), Deno.readTextFileSync(new URL("latest.md", results)));
+});
+
+Deno.test("bench/results/projection.md is the projection-error report rendered from projection.json", () => {
+  const stored = JSON.parse(Deno.readTextFileSync(new URL("projection.json", results)));
+  assertEquals(renderProjectionReport(stored), Deno.readTextFileSync(new URL("projection.md", results)));
 });
 
 Deno.test("a run with skipped phases renders the same from its JSON as in memory, with n/a for the gaps", () => {

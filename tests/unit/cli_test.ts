@@ -182,3 +182,39 @@ Deno.test("rendered args: sorted as llama.cpp does, switches negated, two-valued
     "64",
   ]);
 });
+
+Deno.test("--models-memory and --models-ttl: defaults, env forms, the command line winning", () => {
+  const defaults = parse([]).config;
+  assertEquals([defaults.modelsMemory, defaults.modelsTtlS], ["auto", 0]);
+  const given = parse(["--models-memory", "host=12G,CUDA0=22G", "--models-ttl=300"]).config;
+  assertEquals([given.modelsMemory, given.modelsTtlS], ["host=12G,CUDA0=22G", 300]);
+  const env = { LLAMA_ARG_MODELS_MEMORY: "20G", LLAMA_ARG_MODELS_TTL: "60" };
+  assertEquals([parse([], env).config.modelsMemory, parse([], env).config.modelsTtlS], ["20G", 60]);
+  const both = parse(["--models-memory", "8G", "--models-ttl", "0"], env).config;
+  assertEquals([both.modelsMemory, both.modelsTtlS], ["8G", 0]);
+  // router options: never passed to the engines
+  assertEquals(given.passthrough.size, 0);
+});
+
+Deno.test("--models-memory and --models-ttl: bad values name the flag and the part at fault", () => {
+  const rows: Array<[string[], Record<string, string>, RegExp]> = [
+    [["--models-memory", "lots"], {}, /--models-memory: 'lots'.*invalid size/],
+    [["--models-memory", "host=12G,=3G"], {}, /--models-memory: '=3G' is not DEVICE=SIZE/],
+    [["--models-memory", "host=1G,HOST=2G"], {}, /device 'HOST' is given twice/],
+    [[], { LLAMA_ARG_MODELS_MEMORY: "host=big" }, /--models-memory: 'host=big'/],
+    [["--models-ttl", "-1"], {}, /--models-ttl expects a whole number of seconds \(0 = never\), got '-1'/],
+    [["--models-ttl", "1.5"], {}, /--models-ttl expects a whole number of seconds/],
+    [[], { LLAMA_ARG_MODELS_TTL: "soon" }, /--models-ttl expects a whole number of seconds.*got 'soon'/],
+    [["--models-ttl"], {}, /missing value for argument: --models-ttl/],
+  ];
+  for (const [argv, env, pattern] of rows) {
+    let message = "";
+    try {
+      parse(argv, env);
+    } catch (err) {
+      assert(err instanceof CliError, String(err));
+      message = err.message;
+    }
+    assert(pattern.test(message), `${argv.join(" ")} ${JSON.stringify(env)}: '${message}'`);
+  }
+});

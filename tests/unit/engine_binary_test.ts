@@ -113,3 +113,52 @@ Deno.test("engineVersion: reads build_info from --version", async () => {
     await assertRejects(() => engineVersion(bad));
   });
 });
+
+/** Fake build tools on a PATH of their own: cmake records its arguments and "links" the fitter. */
+async function fakeTools(dir: string, cmake: string): Promise<string> {
+  for (const tool of ["g++", "make", "git", "tar"]) await executable(`${dir}/tools/${tool}`);
+  await executable(`${dir}/tools/cmake`, `#!/bin/sh\necho "$*" >> '${dir}/cmake.calls'\n${cmake}\n`);
+  return `${dir}/tools`;
+}
+
+Deno.test("a cached build from before the fitter gets llama-fit-params built into its tree, once", async () => {
+  await withTemp(async (dir) => {
+    const engineDir = `${dir}/switchyard/engine`;
+    const bin = await executable(`${engineDir}/build/bin/llama-server`);
+    const before = (await Deno.stat(bin)).mtime;
+    await Deno.writeTextFile(`${engineDir}/build/switchyard-engine.json`, JSON.stringify({ commit: "abc" }));
+    const PATH = await fakeTools(
+      dir,
+      `printf '#!/bin/sh\\n' > build/bin/llama-fit-params; chmod +x build/bin/llama-fit-params`,
+    );
+    const lines: string[] = [];
+    const env = { XDG_CACHE_HOME: dir, PATH };
+    assertEquals(await resolveEngine({ env, log: (l) => lines.push(l) }), bin);
+    assertEquals(await Deno.readTextFile(`${dir}/cmake.calls`), "--build build --target llama-fit-params\n");
+    assertMatch(lines.join("\n"), /building llama-fit-params into the cached engine build/);
+    const stamp = JSON.parse(await Deno.readTextFile(`${engineDir}/build/switchyard-engine.json`));
+    assertEquals(stamp, { commit: "abc", targets: ["llama-server", "llama-fit-params"] });
+    assertEquals((await Deno.stat(bin)).mtime, before, "llama-server is not rebuilt");
+    // stamped: the next start finds both and builds nothing
+    assertEquals(await resolveEngine({ env, log: (l) => lines.push(l) }), bin);
+    assertEquals((await Deno.readTextFile(`${dir}/cmake.calls`)).split("\n").length, 2);
+  });
+});
+
+Deno.test("a fitter that cannot be built leaves the engine usable, with the GGUF estimate named", async () => {
+  await withTemp(async (dir) => {
+    const engineDir = `${dir}/switchyard/engine`;
+    const bin = await executable(`${engineDir}/build/bin/llama-server`);
+    await Deno.writeTextFile(`${engineDir}/build/switchyard-engine.json`, "{}");
+    const PATH = await fakeTools(dir, "echo 'no rule to make target' >&2; exit 2");
+    const lines: string[] = [];
+    assertEquals(await resolveEngine({ env: { XDG_CACHE_HOME: dir, PATH }, log: (l) => lines.push(l) }), bin);
+    assertMatch(
+      lines.join("\n"),
+      /cannot build llama-fit-params \(\S+cmake --build build --target llama-fit-params failed \(exit 2\): no rule to make target\); memory projections use the GGUF estimate$/m,
+    );
+    // build: false never builds, not even the fitter
+    assertEquals(await resolveEngine({ env: { XDG_CACHE_HOME: dir, PATH }, build: false }), bin);
+    assertEquals((await Deno.readTextFile(`${dir}/cmake.calls`)).trim().split("\n").length, 1);
+  });
+});

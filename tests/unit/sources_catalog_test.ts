@@ -113,6 +113,23 @@ Deno.test("catalog: generated keys beat [*], preset-only keys from [*] reach eve
     assert(models.every((m) => m.loadOnStartup && m.stopTimeoutS === 7));
   }));
 
+Deno.test("catalog: pin, priority and ttl reach every model from [*], a section's own winning", () =>
+  withTempDir(async (root) => {
+    const w = await world(root, "[*]\npin = true\npriority = 2\n\n[local-Q4_0]\npin = false\nttl = 30\n");
+    const { models } = await loadCatalog(w);
+    const local = models.find((m) => m.id === "local-Q4_0")!;
+    assertEquals([local.pinned, local.priority, local.ttlS], [false, 2, 30]);
+    const others = models.filter((m) => m !== local);
+    assert(others.length > 0 && others.every((m) => m.pinned && m.priority === 2 && m.ttlS === undefined));
+    assert(
+      renderPresetText(local).endsWith("pin = false\npriority = 2\nttl = 30\n\n"),
+      renderPresetText(local),
+    );
+    await Deno.writeTextFile(w.presetFile, "");
+    const plain = (await loadCatalog(w)).models;
+    assert(plain.every((m) => !m.pinned && m.priority === 0 && m.ttlS === undefined), "the defaults");
+  }));
+
 Deno.test("catalog: a section without a model source is an error", () =>
   withTempDir(async (root) => {
     const w = await world(root, "[*]\nc = 1\n\n[orphan]\nctx-size = 4096\n");
@@ -227,4 +244,6 @@ Deno.test("presets/example.ini loads, and shows each feature", () =>
       findModel({ models, warnings }, "coder")?.options.get("--model-draft"),
       "/srv/models/qwen2.5-coder-0.5b-instruct-q8_0.gguf",
     );
+    const coder = get("qwen-coder");
+    assertEquals([gemma.pinned, coder.pinned, coder.priority, coder.ttlS], [true, false, 1, 600]);
   }));

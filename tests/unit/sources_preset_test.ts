@@ -97,6 +97,37 @@ Deno.test("preset-only keys, env-name forms included", () => {
   );
 });
 
+Deno.test("preset-only keys pin, priority and ttl: parsed, kept as written for status.preset", () => {
+  const s = section("[m]\npin = on\npriority = -3\nttl = 600\n");
+  assertEquals([s.pinned, s.priority, s.ttlS], [true, -3, 600]);
+  assertEquals(s.options.size, 0, "never passed to the engine");
+  assertEquals(s.presetOnly, new Map([["pin", "on"], ["priority", "-3"], ["ttl", "600"]]));
+  const unset = section("[m]\nmodel = x\n");
+  assertEquals([unset.pinned, unset.priority, unset.ttlS], [undefined, undefined, undefined]);
+  assertEquals(section("[m]\npin = false\nttl = 0\n").ttlS, 0);
+});
+
+Deno.test("preset-only keys pin, priority and ttl: bad values name file, line, key and section", () => {
+  const rows: Array<[string, string, string]> = [
+    ["pin = sometimes", "'pin'", "boolean"],
+    ["priority = high", "'priority'", "must be an integer"],
+    ["priority = 1.5", "'priority'", "must be an integer"],
+    ["priority = 99999999999999999999", "'priority'", "must be an integer"],
+    ["ttl = 5m", "'ttl'", "whole number of seconds"],
+    ["ttl = -1", "'ttl'", "whole number of seconds"],
+  ];
+  for (const [line, key, why] of rows) {
+    const err = assertThrows(
+      () => parsePreset(`[m]\nmodel = x\n${line}\n`, "p.ini"),
+      SourceError,
+      "p.ini:3",
+      key,
+      why,
+    );
+    assertEquals([err.file, err.line, err.key], ["p.ini", 3, key.slice(1, -1)]);
+  }
+});
+
 Deno.test("preset sections: [*] is global, tags canonicalised, default only with keys", () => {
   const preset = parsePreset("[*]\nc = 1\n[org/x-GGUF:ud-q4_k_xl]\n[default]\n", "p.ini");
   assertEquals(preset.global?.options.get("--ctx-size"), "1");
