@@ -14,6 +14,7 @@
 import { type MemoryArgs, type Placement } from "./args.ts";
 import { deviceBytes, HOST, type MemoryProjection, sumProjections } from "./projection.ts";
 import { MiB } from "./size.ts";
+import { tiedToParent } from "../../runners/lifeline.ts";
 
 /**
  * How the engine build gets the tool: tools/fit-params/CMakeLists.txt names the executable
@@ -186,8 +187,10 @@ async function runOnce(
   const signal = AbortSignal.timeout(timeoutMs);
   let out: Deno.CommandOutput;
   try {
-    out = await new Deno.Command(bin, {
-      args,
+    // tied to the gateway as engines are: a fitter run never outlives it
+    const { cmd, args: argv } = tiedToParent(bin, args);
+    out = await new Deno.Command(cmd, {
+      args: argv,
       env: opts.env,
       stdin: "null",
       stdout: "piped",

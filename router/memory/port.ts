@@ -14,6 +14,7 @@ import type { EngineLaunch } from "../../runners/protocol.ts";
 import { type Env, type MemoryArgs, memoryArgs, optionsFromArgv } from "./args.ts";
 import { type Budget, budgetBytes, budgets, parseMemorySpec } from "./budget.ts";
 import { detectDevices, detectHost, type Device, listGpus } from "./devices.ts";
+import { GATEWAY_PID_ENV } from "../orphans.ts";
 import { fitParamsBin } from "./fit_params.ts";
 import { gatewayLaunchOptions, type GpuReserve, gpuReserves } from "./launch_options.ts";
 import { launchKey, modelPath, projectedFiles } from "./model_files.ts";
@@ -198,8 +199,13 @@ class Port implements GatewayMemory {
     return out;
   }
 
+  /**
+   * The environment the engine would get, less the gateway's mark: a fitter run is not an engine, and
+   * orphan clean-up and engine counts go by that mark.
+   */
   #envOf(launch: EngineLaunch): Env {
-    return { ...this.opts.env, ...launch.env };
+    const { [GATEWAY_PID_ENV]: _mark, ...env } = { ...this.opts.env, ...launch.env };
+    return env;
   }
 
   #view(p: MemoryProjection, args: MemoryArgs): ProjectionView {
@@ -244,6 +250,17 @@ class Port implements GatewayMemory {
     const claimable = p.source === "fit-params" ? fitCeiling(p) : p;
     this.#cache.setProjected(key, claimable);
     return claimable;
+  }
+
+  /** The serialised GPUs' free memory, listed now (after an exit, the scheduler asks for a few seconds). */
+  async liveFree(): Promise<Record<string, number> | undefined> {
+    const serialised = this.serialisedDevices();
+    if (serialised.length === 0) return undefined;
+    const gpus = await listGpus(this.opts.engineBin, { env: this.opts.env });
+    if (typeof gpus === "string") return undefined;
+    this.#devices = this.#devices.map((d) => gpus.find((g) => g.name === d.name) ?? d);
+    this.#gpusListedAt = Date.now();
+    return Object.fromEntries(gpus.filter((g) => serialised.includes(g.name)).map((g) => [g.name, g.free]));
   }
 
   /** Lists the GPUs again in the background when the last listing is stale; `/props` never waits. */

@@ -35,4 +35,10 @@ export interface MemoryPort {
    * Optional: without it, engines run the options as given.
    */
   launchOptions?(options: OptionMap): OptionMap;
+  /**
+   * Live free memory of the serialised devices, freshly listed by the engine; undefined where it
+   * cannot be had. Asked for a short while after a model on those devices exits, since drivers give
+   * memory back late.
+   */
+  liveFree?(): Promise<DeviceBytes | undefined>;
 }

@@ -21,7 +21,7 @@ import type { EventBus } from "./events.ts";
 import type { MemoryPort, ProjectionView } from "./memory_port.ts";
 import { type AdmissionRequest, admit } from "./policies/admission.ts";
 import { autoRestartAllowed, crashesAfterExit, restartDelayMs } from "./policies/backoff.ts";
-import { type Clock, delay, realClock } from "./policies/clock.ts";
+import { type Clock, delay, realClock, type TimerHandle } from "./policies/clock.ts";
 import { type DeviceBytes, sumBytes } from "./policies/device_bytes.ts";
 import { chooseVictims, evictionCandidates, type ModelFacts } from "./policies/eviction.ts";
 import { classifyExit } from "./policies/lifecycle.ts";
@@ -88,6 +88,13 @@ export interface MemoryView {
 }
 
 const ERROR_LOG_LINES = 12;
+/**
+ * After a model on a serialised device (a GPU) exits, live free memory is checked this long, every
+ * `SETTLE_POLL_MS`, before the next load there: the driver gives memory back late (Ollama's bounds).
+ * After that, claims alone decide.
+ */
+const SETTLE_MS = 5000;
+const SETTLE_POLL_MS = 250;
 /** A model that can never fit: a 503 without Retry-After, since trying again does not help. */
 const NEVER_FITS_STATUS = 503;
 
@@ -106,6 +113,8 @@ export class Scheduler {
   #queue: QueueEntry[] = [];
   #changed = Promise.withResolvers<void>();
   #closing = false;
+  /** the bounded wait for live free memory after a GPU model's exit; `free` once polled */
+  #settling?: { until: number; polled: boolean; free?: DeviceBytes; timer?: TimerHandle };
   readonly #opts: SchedulerOptions;
   readonly #clock: Clock;
 
@@ -276,6 +285,7 @@ export class Scheduler {
     });
     while (this.#queue.length) {
       const entry = this.#queue[0];
+      if (this.#awaitingLiveFree(entry.record)) return;
       const decision = admit(this.#admissionRequest(entry.record));
       if (decision.kind === "admit") {
         this.#dequeue(entry);
@@ -322,9 +332,13 @@ export class Scheduler {
     this.#notify();
   }
 
+  /** Why this victim went first, for the log: its priority when that ranks it, else its age. */
   #evictionWhy(victim: ModelRecord): string {
-    return victim.spec.priority !== 0
-      ? `priority ${victim.spec.priority}, least recently used`
+    const priorities = new Set(
+      [...this.#records.values()].filter((r) => r.ready).map((r) => r.spec.priority),
+    );
+    return priorities.size > 1
+      ? `priority ${victim.spec.priority}, then least recently used`
       : "least recently used";
   }
 
@@ -347,7 +361,48 @@ export class Scheduler {
       budgets: memory?.budgets() ?? {},
       modelsMax: this.#opts.modelsMax,
       serialisedDevices: memory?.serialisedDevices() ?? [],
+      liveFree: this.#settling?.free,
     });
+  }
+
+  /** Does the model need a serialised device on which a model just exited? */
+  #onSettlingDevice(bytes: DeviceBytes): boolean {
+    const devices = this.#opts.memory?.serialisedDevices() ?? [];
+    return devices.some((d) => (bytes[d] ?? 0) > 0);
+  }
+
+  /** The head waits for the first look at live free memory after an exit on a device it needs. */
+  #awaitingLiveFree(record: ModelRecord): boolean {
+    return !!this.#settling && !this.#settling.polled &&
+      this.#onSettlingDevice(record.projection?.bytes ?? {});
+  }
+
+  /** Starts (or restarts) the bounded look at live free memory after a model left a serialised device. */
+  #settle(): void {
+    if (!this.#opts.memory?.liveFree) return;
+    this.#clock.clearTimer(this.#settling?.timer);
+    this.#settling = { until: this.#clock.now() + SETTLE_MS, polled: false };
+    this.#pollLiveFree();
+  }
+
+  #pollLiveFree(): void {
+    const settling = this.#settling;
+    if (!settling) return;
+    if (this.#closing || this.#queue.length === 0 || this.#clock.now() >= settling.until) {
+      this.#settling = undefined;
+      this.#pump();
+      return;
+    }
+    const apply = (free: DeviceBytes | undefined) => {
+      if (this.#settling !== settling) return;
+      settling.polled = true;
+      settling.free = free;
+      this.#pump();
+      if (this.#settling === settling) {
+        settling.timer = this.#clock.setTimer(SETTLE_POLL_MS, () => this.#pollLiveFree());
+      }
+    };
+    this.#opts.memory!.liveFree!().then(apply, () => apply(undefined));
   }
 
   #facts(): ModelFacts[] {
@@ -451,7 +506,9 @@ export class Scheduler {
         );
       }
       evicted = true;
-      for (const id of plan.victims) this.#log(`evicting ${id} (least recently used) to load ${record.id}`);
+      for (const id of plan.victims) {
+        this.#log(`evicting ${id} (${this.#evictionWhy(this.#records.get(id)!)}) to load ${record.id}`);
+      }
       await Promise.all(plan.victims.map((id) => this.#stop(this.#records.get(id)!, "evicted")));
     }
     this.#spawn(record);
@@ -663,6 +720,7 @@ export class Scheduler {
       now: this.#clock.now(),
     });
     this.#clock.clearTimer(record.idleTimer);
+    const leftGpu = this.#onSettlingDevice(record.claim);
     record.exited(kind, {
       exitCode,
       signal,
@@ -681,6 +739,7 @@ export class Scheduler {
     if (record.failed) Object.assign(data, { failed: true, error: record.error });
     this.#opts.events.publish({ model: record.id, event: "status_change", data });
     if (oom.kind === "retry-after-evicting-all-idle-unpinned") this.#retryAfterOom(record, oom.evidence);
+    if (leftGpu) this.#settle();
     this.#notify();
     this.#pump();
   }
@@ -856,6 +915,8 @@ export class Scheduler {
   /** Stops every engine; requests still queued get an error. */
   async shutdown(): Promise<void> {
     this.#closing = true;
+    this.#clock.clearTimer(this.#settling?.timer);
+    this.#settling = undefined;
     for (const record of this.#records.values()) {
       this.#clock.clearTimer(record.idleTimer);
       record.idleTimer = undefined;

@@ -12,6 +12,8 @@ export interface AdmissionLimits {
   budgets: DeviceBytes;
   modelsMax: number;
   serialisedDevices: readonly DeviceId[];
+  /** live free memory, while it is worth believing (see Scheduler's settling after an exit) */
+  liveFree?: DeviceBytes;
 }
 
 /** May `record` start, given every live process's claim? */

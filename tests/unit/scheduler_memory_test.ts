@@ -224,3 +224,54 @@ Deno.test("reasons: unload is requested, a reload's stop is reload, shutdown is 
   await scheduler.shutdown();
   assertEquals(unloadReasons(seen), ["a:requested", "b:reload", "c:shutdown"]);
 });
+
+/** A GPU port whose live free memory reads, poll after poll, as `reads` says (GiB), then the last. */
+function gpuPort(gib: Record<string, number>, reads: number[]) {
+  const polls: number[] = [];
+  const port: MemoryPort = {
+    budgets: () => ({ CUDA0: 10 * GiB }),
+    serialisedDevices: () => ["CUDA0"],
+    project: (s: ModelSpec) =>
+      Promise.resolve({ bytes: { CUDA0: gib[s.id] * GiB }, source: "fit-params" as const }),
+    observe: () => undefined,
+    liveFree: () => {
+      const free = reads[Math.min(polls.length, reads.length - 1)];
+      polls.push(free);
+      return Promise.resolve({ CUDA0: free * GiB });
+    },
+  };
+  return { port, polls };
+}
+
+Deno.test("memory: after a GPU model exits, the next load there waits until the device shows the memory free", async () => {
+  const clock = new ManualClock(1_000_000);
+  const { port, polls } = gpuPort({ a: 6, x: 6 }, [2, 3, 9]);
+  const { scheduler, starter } = setup(0, ["a", "x"], { clock, memory: port });
+  (await use(scheduler, "a")).release();
+  const x = use(scheduler, "x");
+  await waitFor(() => polls.length === 1, HANG_MS, "live free memory polled after a's exit");
+  assertEquals(starter.starts, ["a"], "2 GiB free of 6: x waits");
+  clock.advance(250);
+  await waitFor(() => polls.length === 2, HANG_MS, "second poll");
+  assertEquals(starter.starts, ["a"], "3 GiB free of 6: x still waits");
+  clock.advance(250);
+  (await x).release();
+  assertEquals(starter.starts, ["a", "x"]);
+  assertEquals(polls.length, 3);
+  await scheduler.shutdown();
+});
+
+Deno.test("memory: the wait for live free memory is bounded; then claims alone decide", async () => {
+  const clock = new ManualClock(1_000_000);
+  const { port, polls } = gpuPort({ a: 6, x: 6 }, [0]);
+  const { scheduler, starter } = setup(0, ["a", "x"], { clock, memory: port });
+  (await use(scheduler, "a")).release();
+  const x = use(scheduler, "x");
+  for (let polled = 1; starter.starts.length < 2; polled++) {
+    await waitFor(() => polls.length >= polled || starter.starts.length === 2, HANG_MS, `poll ${polled}`);
+    clock.advance(250);
+  }
+  (await x).release();
+  assert(polls.length >= 20 && polls.length <= 21, `polled for 5 s, every 250 ms: ${polls.length}`);
+  await scheduler.shutdown();
+});
