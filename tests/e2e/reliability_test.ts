@@ -18,7 +18,15 @@ import {
 import { engineAvailable, getJson, postJson, postJsonWith, waitForStatus } from "../helpers/http.ts";
 import { ENDLESS_ENGINE_ARGS, ENDLESS_GENERATION } from "../helpers/llama_server.ts";
 import { assertErrorBody, chatBody, readSse } from "../helpers/openai.ts";
-import { engineOf, enginesOf, ppidOf, processesWith, readProc, runnersOf } from "../helpers/processes.ts";
+import {
+  engineOf,
+  enginesOf,
+  enginesWith,
+  ppidOf,
+  processesWith,
+  readProc,
+  runnersOf,
+} from "../helpers/processes.ts";
 import { delay, HANG_MS, waitFor, within } from "../helpers/wait.ts";
 import { isAlive } from "../../runners/lifeline.ts";
 
@@ -234,7 +242,7 @@ Deno.test({
       // Engines are counted on a timer and after every answer: however fast or slow the run, that is at
       // least 200 counts spread over it.
       const countEngines = () => {
-        maxEngines = Math.max(maxEngines, processesWith(`${dir}/`).length, enginesOf(gw.pid).length);
+        maxEngines = Math.max(maxEngines, enginesWith(`${dir}/`).length, enginesOf(gw.pid).length);
         samples++;
       };
       const sampler = (async () => {

@@ -62,9 +62,17 @@ function theOne(pids: number[], modelPath: string): number {
   return pids[0];
 }
 
-/** The one live process (an engine) whose command line contains `modelPath`. */
+/**
+ * Live engines whose command line contains `marker` (a model's path, a folder): not the memory
+ * projection's `llama-fit-params`, which names the model too but only reads its metadata.
+ */
+export function enginesWith(marker: string): number[] {
+  return processesWith(marker).filter((pid) => !cmdlineOf(pid).includes("llama-fit-params"));
+}
+
+/** The one live engine whose command line contains `modelPath`. */
 export function engineOf(modelPath: string): number {
-  return theOne(processesWith(modelPath), modelPath);
+  return theOne(enginesWith(modelPath), modelPath);
 }
 
 /** The one live engine of this gateway that has `modelPath` as an argument. */
