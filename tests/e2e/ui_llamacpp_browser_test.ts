@@ -6,11 +6,14 @@
  * expect to fail. Then the same UI at /llamacpp/ with Switchyard's page at /. Screenshots go to
  * tests/artifacts/ (git-ignored).
  */
+import { join } from "node:path";
 import type { Page, Request } from "playwright-core";
 import { ensureWebui, WebuiUnavailableError } from "../../router/engine/webui.ts";
 import { startGateway, type TestGateway } from "../helpers/gateway.ts";
 import { engineAvailable } from "../helpers/http.ts";
 import { makeModelsDir } from "../helpers/models.ts";
+import { engineOf } from "../helpers/processes.ts";
+import { HANG_MS } from "../helpers/wait.ts";
 import { assert, assertEquals, assertIncludes } from "./ui_assert.ts";
 import { artifactPath, browserMissing, launchBrowser } from "./ui_helpers.ts";
 
@@ -123,6 +126,7 @@ Deno.test({
     const models = ["alpha", "beta"];
     const dir = await makeModelsDir(models);
     let gw: TestGateway | undefined;
+    let engine: number | undefined;
     const browser = await launchBrowser();
     try {
       gw = await startGateway({
@@ -158,14 +162,18 @@ Deno.test({
       await t.step("a model picked from the dropdown answers; the page reloads mid-answer", async () => {
         await pickModel(page, models, "beta");
         await send(page, "Tell me a long story.");
-        // the first streamed text, then the reload while the engine still generates
         await page.waitForFunction(`(${LAST_ANSWER}?.innerText ?? "").trim().length > 20`, undefined, {
-          timeout: 60_000,
+          timeout: HANG_MS,
         });
+        // The answer must still be under way when the reloaded page looks for it, however fast the
+        // engine: it is frozen from the first streamed text until the page asks to replay the stream.
+        engine = engineOf(join(dir, "beta.gguf"));
+        Deno.kill(engine, "SIGSTOP");
         before = await page.locator(".chat-message-assistant").last().innerText();
         const shown = await page.evaluate<number>(SHOWN_TOKENS);
         assert(shown < ANSWER_TOKENS, `the answer had ended before the reload (${shown} tokens)`);
         await page.screenshot({ path: await artifactPath("ui-llamacpp-2-streaming.png") });
+        await holdEngineUntilReplay(page, engine);
         resumed = page.waitForResponse((r) => new URL(r.url()).pathname === "/v1/stream" && r.ok());
         await requests.leave(() => page.reload());
       });
@@ -194,12 +202,41 @@ Deno.test({
       assertEquals(requests.failed, []);
       assertEquals(pageErrors, []);
     } finally {
+      if (engine) resumeEngine(engine);
       await browser.close();
       await gw?.stop();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });
+
+/** Lets a frozen engine run again; it may have exited already. */
+function resumeEngine(pid: number): void {
+  try {
+    Deno.kill(pid, "SIGCONT");
+  } catch {
+    // gone
+  }
+}
+
+/**
+ * Keeps the frozen `engine` frozen except while the page looks its stream up (the gateway gives an
+ * engine 250 ms to answer a lookup), and lets it go for good once the page asks to replay the stream.
+ */
+async function holdEngineUntilReplay(page: Page, engine: number): Promise<void> {
+  let replayed = false;
+  await page.route((url) => url.pathname === "/v1/streams/lookup", async (route) => {
+    resumeEngine(engine);
+    const response = await route.fetch();
+    if (!replayed) Deno.kill(engine, "SIGSTOP");
+    await route.fulfill({ response });
+  });
+  await page.route((url) => url.pathname === "/v1/stream", async (route) => {
+    replayed = true;
+    resumeEngine(engine);
+    await route.continue();
+  });
+}
 
 Deno.test({
   name: "llama.cpp's web UI at /llamacpp/ (default --webui): its API below that path answers as at /",
