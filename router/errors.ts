@@ -54,8 +54,20 @@ export function errorTypeOf(status: number): ErrorType {
   return found ?? (status >= 500 ? "server_error" : "invalid_request_error");
 }
 
-export function errorBody(status: number, type: ErrorType, message: string): string {
-  return JSON.stringify({ error: { code: status, message, type } });
+/**
+ * The OpenAI-style error object every error answer carries. `type` is usually an `ErrorType`; a few
+ * llama.cpp answers have their own (`feature_disabled`, a tool's).
+ */
+export function errorObject(
+  status: number,
+  type: ErrorType | string,
+  message: string,
+): { error: { code: number; message: string; type: string } } {
+  return { error: { code: status, message, type } };
+}
+
+export function errorBody(status: number, type: ErrorType | string, message: string): string {
+  return JSON.stringify(errorObject(status, type, message));
 }
 
 export function errorResponse(err: ApiError): Response {

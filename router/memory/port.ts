@@ -136,7 +136,7 @@ class Port implements GatewayMemory {
   readonly #gpus: readonly GpuReserve[];
   #devices: Device[];
   #gpusListedAt = 0;
-  #listing?: Promise<void>;
+  #listing?: Promise<unknown>;
 
   constructor(
     readonly opts: MemoryPortOptions,
@@ -256,20 +256,24 @@ class Port implements GatewayMemory {
   async liveFree(): Promise<Record<string, number> | undefined> {
     const serialised = this.serialisedDevices();
     if (serialised.length === 0) return undefined;
+    const gpus = await this.#listGpus();
+    if (!gpus) return undefined;
+    return Object.fromEntries(gpus.filter((g) => serialised.includes(g.name)).map((g) => [g.name, g.free]));
+  }
+
+  /** The engine's GPUs as listed now, folded into the device table; undefined when the listing failed. */
+  async #listGpus(): Promise<Device[] | undefined> {
     const gpus = await listGpus(this.opts.engineBin, { env: this.opts.env });
     if (typeof gpus === "string") return undefined;
     this.#devices = this.#devices.map((d) => gpus.find((g) => g.name === d.name) ?? d);
     this.#gpusListedAt = Date.now();
-    return Object.fromEntries(gpus.filter((g) => serialised.includes(g.name)).map((g) => [g.name, g.free]));
+    return gpus;
   }
 
   /** Lists the GPUs again in the background when the last listing is stale; `/props` never waits. */
   #refreshGpus(): void {
     if (this.#gpus.length === 0 || this.#listing || Date.now() - this.#gpusListedAt < GPU_REFRESH_MS) return;
-    this.#listing = listGpus(this.opts.engineBin, { env: this.opts.env }).then((gpus) => {
-      if (typeof gpus === "string") return;
-      this.#devices = this.#devices.map((d) => gpus.find((g) => g.name === d.name) ?? d);
-    }).finally(() => {
+    this.#listing = this.#listGpus().finally(() => {
       this.#gpusListedAt = Date.now();
       this.#listing = undefined;
     });

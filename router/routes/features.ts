@@ -6,7 +6,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { requireAdmin } from "../auth.ts";
-import { errorTypeOf, unavailable } from "../errors.ts";
+import { errorBody, errorObject, errorTypeOf, unavailable } from "../errors.ts";
 import type { GatewayDeps } from "../deps.ts";
 import type { FeatureHost } from "../features/host.ts";
 import { toolsEnabled } from "../features/settings.ts";
@@ -14,10 +14,7 @@ import { HOP_REQUEST, HOP_RESPONSE } from "../proxy.ts";
 
 /** llama.cpp's body, plus the `code` every Switchyard error carries. */
 export function featureDisabled(): Response {
-  return Response.json(
-    { error: { code: 403, message: "this feature is disabled", type: "feature_disabled" } },
-    { status: 403 },
-  );
+  return Response.json(errorObject(403, "feature_disabled", "this feature is disabled"), { status: 403 });
 }
 
 export function featureRoutes(deps: GatewayDeps): Hono {
@@ -103,5 +100,5 @@ function errorShaped(status: number, bytes: Uint8Array): string {
     : parsed;
   const message = typeof inner.message === "string" ? inner.message : text.trim() || `HTTP ${status}`;
   const type = typeof inner.type === "string" ? inner.type : errorTypeOf(status);
-  return JSON.stringify({ error: { code: status, message, type } });
+  return errorBody(status, type, message);
 }

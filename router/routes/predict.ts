@@ -7,7 +7,7 @@
  * the `AIP_*` variables (they would all try to bind the gateway's port).
  */
 import { Hono } from "hono";
-import { badRequest, errorBody } from "../errors.ts";
+import { badRequest, errorObject } from "../errors.ts";
 import type { GcpCompat } from "../config.ts";
 import { POST_ROUTES } from "./inference.ts";
 
@@ -79,5 +79,5 @@ export function predictRoutes(gcp: GcpCompat, dispatch: (req: Request) => Promis
 }
 
 function invalid(message: string): unknown {
-  return JSON.parse(errorBody(400, "invalid_request_error", message));
+  return errorObject(400, "invalid_request_error", message);
 }

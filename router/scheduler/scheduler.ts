@@ -98,6 +98,19 @@ const SETTLE_POLL_MS = 250;
 /** A model that can never fit: a 503 without Retry-After, since trying again does not help. */
 const NEVER_FITS_STATUS = 503;
 
+/** What it takes to start a model now (`Scheduler.#placement`). */
+type Placement =
+  | { kind: "admit" }
+  | { kind: "wait" }
+  | { kind: "evict"; victims: readonly string[] }
+  | { kind: "never"; message: string }
+  | { kind: "blocked"; message: string };
+
+/** A model that can never fit: a 503 without Retry-After, since trying again does not help. */
+function neverFits(message: string): ApiError {
+  return new ApiError("unavailable_error", message, NEVER_FITS_STATUS);
+}
+
 interface QueueEntry {
   record: ModelRecord;
   waiters: number;
@@ -286,28 +299,18 @@ export class Scheduler {
     while (this.#queue.length) {
       const entry = this.#queue[0];
       if (this.#awaitingLiveFree(entry.record)) return;
-      const decision = admit(this.#admissionRequest(entry.record));
-      if (decision.kind === "admit") {
+      const placement = this.#placement(entry.record);
+      if (placement.kind === "admit") {
         this.#dequeue(entry);
         this.#spawn(entry.record);
         continue;
       }
-      if (decision.kind === "never-fits") {
-        this.#fail(entry, decision.message);
+      if (placement.kind === "never") {
+        this.#fail(entry, placement.message);
         continue;
       }
-      if (decision.kind === "evict") {
-        const plan = chooseVictims(this.#facts(), { shortBy: decision.shortBy, slots: decision.slots });
-        if (plan.kind === "evict") {
-          for (const id of plan.victims) {
-            const victim = this.#records.get(id)!;
-            this.#log(`evicting ${id} (${this.#evictionWhy(victim)}) to make room for ${entry.record.id}`);
-            void this.#stop(victim, "evicted");
-          }
-        } else if (plan.outcome === "never") {
-          this.#fail(entry, plan.message);
-          continue;
-        }
+      if (placement.kind === "evict") {
+        void this.#evict(placement.victims, `to make room for ${entry.record.id}`);
       }
       // wait: for stops to finish, a load to end, or busy models to become idle
       return;
@@ -321,7 +324,7 @@ export class Scheduler {
 
   #fail(entry: QueueEntry, message: string): void {
     this.#dequeue(entry);
-    entry.error = new ApiError("unavailable_error", message, NEVER_FITS_STATUS);
+    entry.error = neverFits(message);
     if (entry.record.retryPending) {
       // an out-of-memory retry that cannot fit: the model failed, and its waiters hear why
       entry.record.failed = true;
@@ -342,17 +345,36 @@ export class Scheduler {
       : "least recently used";
   }
 
+  /**
+   * What it takes to start `record` now: admission by claims, then, when it needs room, the victims
+   * that would free it. `never`: no waiting or eviction helps (too big, or what is missing is pinned);
+   * `blocked`: only busy models could make room, once idle.
+   */
+  #placement(record: ModelRecord): Placement {
+    const decision = admit(this.#admissionRequest(record));
+    if (decision.kind === "admit") return { kind: "admit" };
+    if (decision.kind === "wait") return { kind: "wait" };
+    if (decision.kind === "never-fits") return { kind: "never", message: decision.message };
+    const plan = chooseVictims(this.#facts(), { shortBy: decision.shortBy, slots: decision.slots });
+    if (plan.kind === "evict") return { kind: "evict", victims: plan.victims };
+    return plan.outcome === "never"
+      ? { kind: "never", message: plan.message }
+      : { kind: "blocked", message: plan.message };
+  }
+
+  /** Stops `victims` to make room, logging why each was chosen (`purpose` says for what). */
+  #evict(victims: readonly string[], purpose: string): Promise<void[]> {
+    return Promise.all(victims.map((id) => {
+      const victim = this.#records.get(id)!;
+      this.#log(`evicting ${id} (${this.#evictionWhy(victim)}) ${purpose}`);
+      return this.#stop(victim, "evicted");
+    }));
+  }
+
   /** A model that cannot fit whatever is evicted is answered at once, never queued. */
   #refuseIfNeverFits(record: ModelRecord): void {
-    const decision = admit(this.#admissionRequest(record));
-    if (decision.kind === "never-fits") {
-      throw new ApiError("unavailable_error", decision.message, NEVER_FITS_STATUS);
-    }
-    if (decision.kind !== "evict") return;
-    const plan = chooseVictims(this.#facts(), { shortBy: decision.shortBy, slots: decision.slots });
-    if (plan.kind === "insufficient" && plan.outcome === "never") {
-      throw new ApiError("unavailable_error", plan.message, NEVER_FITS_STATUS);
-    }
+    const placement = this.#placement(record);
+    if (placement.kind === "never") throw neverFits(placement.message);
   }
 
   #admissionRequest(record: ModelRecord): AdmissionRequest {
@@ -456,7 +478,8 @@ export class Scheduler {
   #armIdle(record: ModelRecord): void {
     this.#clock.clearTimer(record.idleTimer);
     record.idleTimer = undefined;
-    if (this.#closing) return;
+    // on every request's start and end: without a TTL (the default) there is nothing to time
+    if (this.#closing || this.ttlOf(record) === 0) return;
     const now = this.#clock.now();
     const verdict = idleVerdict(this.#idleFacts(record), now);
     if (verdict.kind === "stop") {
@@ -487,29 +510,19 @@ export class Scheduler {
         await projecting;
         continue;
       }
-      const decision = admit(this.#admissionRequest(record));
-      if (decision.kind === "admit") break;
-      if (decision.kind === "never-fits") {
-        throw new ApiError("unavailable_error", decision.message, NEVER_FITS_STATUS);
-      }
-      if (decision.kind === "wait") {
+      const placement = this.#placement(record);
+      if (placement.kind === "admit") break;
+      if (placement.kind === "never") throw neverFits(placement.message);
+      if (placement.kind === "wait") {
         await this.#nextChange();
         continue;
       }
-      const plan = chooseVictims(this.#facts(), { shortBy: decision.shortBy, slots: decision.slots });
-      if (plan.kind === "insufficient" && plan.outcome === "never") {
-        throw new ApiError("unavailable_error", plan.message, NEVER_FITS_STATUS);
+      if (placement.kind === "blocked") {
+        throw serverError(`model limit reached, try again later: ${placement.message}`);
       }
-      if (plan.kind === "insufficient" || evicted) {
-        throw serverError(
-          `model limit reached, try again later${plan.kind === "insufficient" ? `: ${plan.message}` : ""}`,
-        );
-      }
+      if (evicted) throw serverError("model limit reached, try again later");
       evicted = true;
-      for (const id of plan.victims) {
-        this.#log(`evicting ${id} (${this.#evictionWhy(this.#records.get(id)!)}) to load ${record.id}`);
-      }
-      await Promise.all(plan.victims.map((id) => this.#stop(this.#records.get(id)!, "evicted")));
+      await this.#evict(placement.victims, `to load ${record.id}`);
     }
     this.#spawn(record);
   }

@@ -21,6 +21,7 @@ import {
   runPytest,
   switchyardAsLlamaServer,
 } from "../helpers/llamacpp_pytest.ts";
+import { freePort } from "../helpers/llama_server.ts";
 import { addToHfCache } from "../helpers/models.ts";
 import { resolveEngine } from "../../router/engine/binary.ts";
 
@@ -67,14 +68,6 @@ const KNOWN_DIFFERENCES: Record<string, string> = {
 const skip = await harnessMissing(FILES);
 if (skip) console.error(`skipping llama.cpp's single-model tests: ${skip}`);
 
-/** A loopback port nothing listens on: the Hub, unreachable. */
-function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
 Deno.test({
   name: "llama.cpp's single-model server tests: all that pass on llama-server pass through Switchyard",
   ignore: !!skip,
@@ -85,7 +78,8 @@ Deno.test({
     try {
       const cache = join(work, "cache");
       for (const [repo, file] of STAND_INS) await addToHfCache(cache, repo, file);
-      const env = { LLAMA_CACHE: cache, HF_ENDPOINT: `http://127.0.0.1:${closedPort()}` };
+      // the Hub is a loopback port nothing listens on: unreachable
+      const env = { LLAMA_CACHE: cache, HF_ENDPOINT: `http://127.0.0.1:${freePort()}` };
       const engine = await resolveEngine({ env: Deno.env.toObject(), build: false });
 
       console.error("---- llama.cpp's single-model tests against llama-server itself");

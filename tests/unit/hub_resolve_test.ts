@@ -9,6 +9,7 @@ import {
 import { DEFAULT_HUB_ENDPOINT, hubOptionsFromEnv } from "../../router/hub/options.ts";
 import { resolveHubFiles } from "../../router/hub/resolve.ts";
 import { FAKE_HUB_TOKEN, startFakeHub } from "../fixtures/fake_hub.ts";
+import { freePort } from "../helpers/llama_server.ts";
 import { bytes, hubEnv, rejectsWith } from "./hub_test_util.ts";
 
 const QUANTS = {
@@ -162,9 +163,8 @@ Deno.test("resolve: all shards of a split model, in order, then the mmproj next 
 });
 
 Deno.test("resolve: an unreachable hub is HubUnavailableError", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
+  // a loopback port nothing listens on
+  const port = freePort();
   await assert.rejects(
     resolveHubFiles({ repo: "me/m" }, { endpoint: `http://127.0.0.1:${port}`, cacheDir: "/nonexistent" }),
     HubUnavailableError,

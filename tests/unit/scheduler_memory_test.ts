@@ -7,6 +7,8 @@
  */
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { setup, spec, use } from "../helpers/scheduler_setup.ts";
+import { rejectsWith } from "./hub_test_util.ts";
+import { ApiError } from "../../router/errors.ts";
 import { HANG_MS, waitFor } from "../helpers/wait.ts";
 import type { MemoryPort } from "../../router/scheduler/memory_port.ts";
 import { ManualClock } from "../../router/scheduler/policies/clock.ts";
@@ -15,16 +17,6 @@ import type { Scheduler } from "../../router/scheduler/scheduler.ts";
 import type { ModelSpec } from "../../router/sources/types.ts";
 
 const GiB = 2 ** 30;
-
-/** The error `fn` rejects with; fails the test when it resolves. */
-async function rejection(fn: () => Promise<unknown>): Promise<Error & { status?: number }> {
-  try {
-    await fn();
-  } catch (err) {
-    return err as Error & { status?: number };
-  }
-  throw new Error("expected a rejection");
-}
 
 /** A port whose models need `gib[id]` GiB of host memory, against a host budget of `budgetGib`. */
 function fakePort(gib: Record<string, number>, budgetGib: number): MemoryPort {
@@ -85,12 +77,12 @@ Deno.test("memory: the fewest models are evicted, and only idle ones", async () 
 Deno.test("memory: a model bigger than the budget is refused at once, naming what it needs; never queued", async () => {
   const { scheduler, starter } = memorySetup({ a: 4, huge: 12 }, 10);
   (await use(scheduler, "a")).release();
-  const err = await rejection(() => use(scheduler, "huge"));
+  const err = await rejectsWith(use(scheduler, "huge"), ApiError);
   assertEquals(err.status, 503);
   assertMatch(err.message, /needs 12\.00 GiB on Host.*budget of 10\.00 GiB/);
   assertEquals(scheduler.queueLength(), 0);
   assertEquals(starter.stops, [], "nothing was evicted for it");
-  const load = await rejection(() => scheduler.load("huge"));
+  const load = await rejectsWith(scheduler.load("huge"), ApiError);
   assertMatch(load.message, /needs 12\.00 GiB/);
   await scheduler.shutdown();
 });
@@ -104,7 +96,7 @@ Deno.test("memory: a pinned model survives pressure; what pins leave too small i
   // pinned is the least recently used of all, and still kept
   (await use(scheduler, "c")).release();
   assertEquals(starter.stops, [], "3 + 3 + 4 fit in 10");
-  const err = await rejection(() => use(scheduler, "d"));
+  const err = await rejectsWith(use(scheduler, "d"), ApiError);
   assertMatch(err.message, /pinned model pinned/);
   assertEquals(state("pinned"), "loaded");
   await scheduler.shutdown();
@@ -206,7 +198,7 @@ Deno.test("oom: a second out-of-memory failure marks the model failed with the r
   const { scheduler, starter, state } = setup(0, ["a", "x"]);
   (await use(scheduler, "a")).release();
   starter.failWith = [OOM_LINE, OOM_LINE];
-  const err = await rejection(() => use(scheduler, "x"));
+  const err = await rejectsWith(use(scheduler, "x"), ApiError);
   assertMatch(err.message, /failed to load/);
   assertEquals(starter.starts, ["a", "x", "x"], "tried twice, not more");
   assertEquals(state("x"), "unloaded");
