@@ -55,6 +55,7 @@ export function createGatewayCore(config: GatewayConfig, opts: CoreOptions): Gat
   const events = new EventBus();
   // marks engines as ours, so a later gateway can find those an earlier one left behind
   const engineEnv = { [GATEWAY_PID_ENV]: String(Deno.pid) };
+  const upstream = new UpstreamPool();
   const scheduler = new Scheduler({
     engineBin: opts.engineBin,
     starter: opts.starter,
@@ -68,6 +69,7 @@ export function createGatewayCore(config: GatewayConfig, opts: CoreOptions): Gat
     queueMax: config.queueMax,
     loadSilenceTimeoutMs: config.loadSilenceTimeoutS * 1000,
     maxCrashes: config.maxCrashes,
+    closeConnections: (port) => upstream.closePort(port),
     log,
   }, opts.models);
 
@@ -106,7 +108,6 @@ export function createGatewayCore(config: GatewayConfig, opts: CoreOptions): Gat
   };
 
   const puller = new ModelPuller({ hub: opts.hub, scheduler, reload, offline: config.offline, log });
-  const upstream = new UpstreamPool();
   const app = createApp({
     config,
     scheduler,

@@ -29,6 +29,8 @@ export function modelEntry(
   const { spec } = record;
   const status: Record<string, unknown> = { value: record.state, args: record.args };
   if (record.presetText) status.preset = record.presetText;
+  // an extension: a model on its way out still shows its state (as llama.cpp's does) until its exit
+  if (record.stopping) status.stopping = true;
   if (record.failed) Object.assign(status, { failed: true, exit_code: record.exitCode, error: record.error });
   const memory = owner.memoryOf(record);
   if (memory) status.memory = memory;

@@ -63,6 +63,12 @@ export interface SchedulerOptions {
   maxCrashes?: number;
   /** time and timers; tests pass a manual clock */
   clock?: Clock;
+  /**
+   * Closes the gateway's kept-alive sockets to an engine's port: called right before the engine is
+   * asked to stop, because llama-server polls each open keep-alive socket before it exits (about
+   * 100 ms with one idle socket, 5 ms with none), and when it has exited, as its port may be reused.
+   */
+  closeConnections?: (port: number) => void;
   log?: (line: string) => void;
 }
 
@@ -311,6 +317,9 @@ export class Scheduler {
       }
       if (placement.kind === "evict") {
         void this.#evict(placement.victims, `to make room for ${entry.record.id}`);
+        // a victim gives up its place when its stop begins (its memory only at its exit): where places
+        // were what was short, the head starts while the victims finish stopping
+        if (this.#placement(entry.record).kind === "admit") continue;
       }
       // wait: for stops to finish, a load to end, or busy models to become idle
       return;
@@ -522,7 +531,8 @@ export class Scheduler {
       }
       if (evicted) throw serverError("model limit reached, try again later");
       evicted = true;
-      await this.#evict(placement.victims, `to load ${record.id}`);
+      // decided again at once: a victim's place is free when its stop begins, its memory at its exit
+      void this.#evict(placement.victims, `to load ${record.id}`);
     }
     this.#spawn(record);
   }
@@ -733,6 +743,7 @@ export class Scheduler {
       now: this.#clock.now(),
     });
     this.#clock.clearTimer(record.idleTimer);
+    if (record.port !== undefined) this.#opts.closeConnections?.(record.port);
     const leftGpu = this.#onSettlingDevice(record.claim);
     record.exited(kind, {
       exitCode,
@@ -797,6 +808,7 @@ export class Scheduler {
             delay(this.#clock, Math.max(0, deadline - this.#clock.now())),
           ]);
         }
+        if (record.port !== undefined) this.#opts.closeConnections?.(record.port);
         record.engine?.stop(timeoutMs);
       }
     }

@@ -34,7 +34,14 @@ const skip = await engineAvailable();
 
 interface ModelEntry {
   id: string;
-  status: { value: string; failed?: boolean; exit_code?: number; error?: string; args: string[] };
+  status: {
+    value: string;
+    failed?: boolean;
+    exit_code?: number;
+    error?: string;
+    args: string[];
+    stopping?: boolean;
+  };
 }
 
 async function entry(gw: TestGateway, id: string): Promise<ModelEntry> {
@@ -233,7 +240,9 @@ Deno.test({
 
 Deno.test({
   ...base,
-  name: "200 concurrent mixed requests over 6 models with --models-max 2: never more than 2 engines, no hang",
+  name:
+    "200 concurrent mixed requests over 6 models with --models-max 2: never more than 2 models loading or " +
+    "loaded, 4 engines with those stopping, no hang",
   async fn() {
     const models = ["m0", "m1", "m2", "m3", "m4", "m5"];
     await withGateway(models, inDir(["--models-max", "2", "-c", "256", "-np", "1"]), async (gw, dir) => {
@@ -251,7 +260,7 @@ Deno.test({
           try {
             const list = await getJson(gw, "/models");
             const alive = list.data.filter((m: ModelEntry) =>
-              ["loading", "loaded", "sleeping"].includes(m.status.value)
+              ["loading", "loaded", "sleeping"].includes(m.status.value) && !m.status.stopping
             ).length;
             maxAlive = Math.max(maxAlive, alive);
             polls++;
@@ -320,7 +329,8 @@ Deno.test({
         const wrong = outcomes.filter((o) => o.status !== (o.bad ? 400 : 200));
         assertEquals(wrong.map((o) => `${o.i} ${o.kind} ${o.model}: ${o.status} ${o.text}`), []);
         assert(samples >= 200 && polls > 0, `the samplers ran (${samples} counts, ${polls} polls)`);
-        assert(maxEngines <= 2, `at most 2 engines at once, saw ${maxEngines}`);
+        // an evicted engine gives its place up as its stop begins; at most the cap's worth overlap
+        assert(maxEngines <= 4, `at most 4 engines at once (2 and 2 stopping), saw ${maxEngines}`);
         assert(maxAlive <= 2, `at most 2 models loading or loaded at once, saw ${maxAlive}`);
       } finally {
         sampling = false;

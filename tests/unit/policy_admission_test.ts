@@ -56,9 +56,36 @@ const cases: { name: string; req: Partial<AdmissionRequest>; want: Record<string
     want: { kind: "evict", shortBy: {}, slots: 1 },
   },
   {
-    name: "count cap reached, a stopping process will free the place: wait for its exit",
+    name: "count cap reached by a stopping process: it gave its place up, admitted while it exits (a swap)",
     req: { modelsMax: 2, claims: [claim("a", "running", {}), claim("b", "stopping", {})] },
-    want: { kind: "wait", cause: "exit", models: ["b"], devices: [] },
+    want: { kind: "admit" },
+  },
+  {
+    name: "a stopping process gives its place up, not its memory: short by claims, wait for its exit",
+    req: {
+      modelsMax: 1,
+      need: { CUDA0: 8 * GiB },
+      claims: [claim("a", "stopping", { CUDA0: 12 * GiB })],
+    },
+    want: { kind: "wait", cause: "exit", models: ["a"], devices: ["CUDA0"] },
+  },
+  {
+    name: "two stopping processes under a cap of two: the fourth process is admitted",
+    req: {
+      modelsMax: 2,
+      claims: [claim("a", "running", {}), claim("b", "stopping", {}), claim("c", "stopping", {})],
+    },
+    want: { kind: "admit" },
+  },
+  {
+    name: "processes at twice the cap (one swap's engine evicted before its predecessor exited): wait",
+    req: { modelsMax: 1, claims: [claim("b", "stopping", {}), claim("c", "stopping", {})] },
+    want: { kind: "wait", cause: "exit", models: ["b", "c"], devices: [] },
+  },
+  {
+    name: "the cap reached by running processes beside a stopping one: evict one more",
+    req: { modelsMax: 1, claims: [claim("a", "running", {}), claim("b", "stopping", {})] },
+    want: { kind: "evict", shortBy: {}, slots: 1 },
   },
   {
     name: "short on a device: evict what is missing",
@@ -230,7 +257,10 @@ Deno.test("admission: the other decisions say what they wait for or what is miss
       { need: { CUDA0: 6 * GiB }, modelsMax: 1, claims: [claim("a", "running", { CUDA0: 12 * GiB })] },
       /^model new needs 2\.00 GiB on CUDA0 and one place under --models-max=1 freed by idle models$/,
     ],
-    [{ modelsMax: 1, claims: [claim("a", "stopping", {})] }, /^model new waits for a to exit$/],
+    [
+      { modelsMax: 1, claims: [claim("a", "stopping", {}), claim("b", "stopping", {})] },
+      /^model new waits for a, b to exit$/,
+    ],
     [
       { need: { CUDA0: 1 * GiB }, claims: [claim("l", "loading", { CUDA0: 1 * GiB })] },
       /^model new waits for l to finish loading on CUDA0$/,

@@ -159,11 +159,14 @@ function shortage(req: AdmissionRequest): AdmissionDecision | undefined {
     const back = released[device] ?? 0;
     if (missing > back) beyondStopping[device] = missing - back;
   }
-  const slotsShort = req.modelsMax > 0 ? Math.max(0, req.claims.length + 1 - req.modelsMax) : 0;
+  // a stopping process gives up its place under --models-max at once (its memory stays booked until
+  // it exits), so a swap starts the next engine while the last one finishes; at most --models-max
+  // stopping processes overlap, so processes never exceed twice the cap
+  const slots = req.modelsMax > 0 ? Math.max(0, req.claims.length - stopping.length + 1 - req.modelsMax) : 0;
+  const overlapFull = req.modelsMax > 0 && req.claims.length + 1 > 2 * req.modelsMax;
   const shortDevices = Object.keys(short).sort();
-  if (shortDevices.length === 0 && slotsShort === 0) return undefined;
+  if (shortDevices.length === 0 && slots === 0 && !overlapFull) return undefined;
 
-  const slots = Math.max(0, slotsShort - stopping.length);
   if (Object.keys(beyondStopping).length > 0 || slots > 0) {
     return {
       kind: "evict",
@@ -172,7 +175,7 @@ function shortage(req: AdmissionRequest): AdmissionDecision | undefined {
       message: evictMessage(req, beyondStopping, slots),
     };
   }
-  const awaited = slotsShort > 0 ? stopping : stopping.filter((c) => onDevices(c.bytes, shortDevices) > 0);
+  const awaited = overlapFull ? stopping : stopping.filter((c) => onDevices(c.bytes, shortDevices) > 0);
   const models = awaited.map((c) => c.modelId);
   return {
     kind: "wait",
