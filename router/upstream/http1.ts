@@ -62,6 +62,8 @@ export interface UpstreamPoolStats {
   connects: number;
   /** requests sent again on a fresh socket because the idle one they took had been closed by the engine */
   retries: number;
+  /** sockets opened ahead of need, in place of one that carried an event stream (see `ENDS_BY_CLOSING`) */
+  prewarmed: number;
 }
 
 export interface UpstreamPoolOptions {
@@ -88,6 +90,14 @@ const CHUNKED = 2;
 const UNTIL_CLOSE = 3;
 
 const RESOLVED: Promise<void> = Promise.resolve();
+
+/**
+ * llama-server closes the socket after every event stream, whatever its Keep-Alive header says: its stream's
+ * content provider returns false at the end, which cpp-httplib takes as a failed write. Pooling that socket
+ * would cost the next request a write into a dead socket, its failure and a connect; it is closed instead, and
+ * a fresh one is opened at once, off the next request's path.
+ */
+const ENDS_BY_CLOSING = "text/event-stream";
 const encoder = new TextEncoder();
 
 /** Visible ASCII only: a space or line break in the target would change the request line. */
@@ -136,7 +146,7 @@ class PortState {
 /** The pool's state, shared with the exchanges (which are not part of the public API). */
 class PoolCore {
   readonly ports = new Map<number, PortState>();
-  readonly stats: UpstreamPoolStats = { connects: 0, retries: 0 };
+  readonly stats: UpstreamPoolStats = { connects: 0, retries: 0, prewarmed: 0 };
   closed = false;
   /** Increases on every new PortState, so a socket from before `closePort` never matches a later one. */
   #generations = 0;
@@ -195,6 +205,17 @@ class PoolCore {
     tcp.setNoDelay(true);
     this.stats.connects++;
     return new Http1Connection(tcp, port, generation);
+  }
+
+  /**
+   * Opens a socket to `port` for the next request, in place of one the engine is closing. It goes to the idle
+   * list when connected, unless the port was forgotten (`closePort`) meanwhile; a failure is nobody's concern.
+   */
+  prewarm(port: number): void {
+    const state = this.ports.get(port);
+    if (this.closed || state === undefined || state.idle.length >= this.maxIdle) return;
+    this.stats.prewarmed++;
+    this.connect(port).then((conn) => this.put(conn), () => {});
   }
 
   closeIdle(state: PortState): void {
@@ -267,6 +288,8 @@ class Exchange implements UnderlyingDefaultSource<Uint8Array<ArrayBuffer>>, Even
   #remaining = 0;
   #chunked: ChunkedDecoder | null = null;
   #reusable = false;
+  /** the socket is not reused, but its port will want another (ENDS_BY_CLOSING) */
+  #replace = false;
   #bodyDone = false;
   #finished = false;
   #controller: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>> | null = null;
@@ -355,6 +378,10 @@ class Exchange implements UnderlyingDefaultSource<Uint8Array<ArrayBuffer>>, Even
       if (head.chunked) {
         this.#mode = CHUNKED;
         this.#chunked = new ChunkedDecoder(MAX_HEAD_BYTES);
+        if (this.#reusable && head.headers.get("content-type")?.startsWith(ENDS_BY_CLOSING)) {
+          this.#reusable = false;
+          this.#replace = true;
+        }
       } else {
         this.#mode = UNTIL_CLOSE;
       }
@@ -515,7 +542,10 @@ class Exchange implements UnderlyingDefaultSource<Uint8Array<ArrayBuffer>>, Even
     this.#conn = null;
     // Bytes beyond the response mean the engine and this client disagree on framing: never reuse that.
     if (this.#reusable && conn.start === conn.end) this.#core.put(conn);
-    else conn.close();
+    else {
+      conn.close();
+      if (this.#replace) this.#core.prewarm(conn.port);
+    }
     this.#finish();
   }
 
