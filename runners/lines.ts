@@ -4,6 +4,19 @@
  * protocol needs whole lines.
  */
 
+const READ_BYTES = 16 * 1024;
+
+/** A reader that fills our buffer where the stream can (pipes of Deno.Command are byte streams). */
+function byobReader(
+  stream: ReadableStream<Uint8Array>,
+): ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array> {
+  try {
+    return stream.getReader({ mode: "byob" });
+  } catch {
+    return stream.getReader();
+  }
+}
+
 /**
  * Calls `onLine` for each `\n`-terminated line of `stream` (without the `\n` or a trailing `\r`), and
  * for a final unterminated line. Resolves when the stream ends; a read error ends it quietly, as a
@@ -23,11 +36,17 @@ export async function forEachLine(
     if (line.endsWith("\r")) line = line.slice(0, -1);
     onLine(line);
   };
-  const reader = stream.getReader();
+  const reader = byobReader(stream);
+  // one buffer, handed back and forth: a pipe read otherwise allocates 64 KiB each, which a busy engine's
+  // log lines turn into megabytes of malloc heap that the garbage collector gives back late, or never
+  let buffer = new ArrayBuffer(READ_BYTES);
   try {
     while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
+      const { value, done } = reader instanceof ReadableStreamBYOBReader
+        ? await reader.read(new Uint8Array(buffer))
+        : await reader.read();
+      if (done || value === undefined) break;
+      if (reader instanceof ReadableStreamBYOBReader) buffer = value.buffer as ArrayBuffer;
       const text = decoder.decode(value, { stream: true });
       let start = 0;
       for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n", start)) {
