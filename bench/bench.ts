@@ -34,17 +34,25 @@ import {
   type System,
   tokenizeBody,
 } from "./systems.ts";
+import { measureMemory, membersOf, snapshot } from "./memory.ts";
+import { measureMetricsCost } from "./metrics_cost.ts";
+import { measureStreaming } from "./streaming.ts";
+import { measureSwap } from "./swap.ts";
 import { type Roles, throughputAll } from "./throughput.ts";
 import { wrkVersion } from "./wrk.ts";
 
 /** Everything a run starts, stopped in `stopAll` at the end, on error and on Ctrl-C / SIGTERM. */
 class Started {
   #stoppers: (() => Promise<unknown>)[] = [];
-  /** the run's model folder: every llama-server and runner started on it carries it on its command line */
-  modelsDir = "";
+  /** the run's model folders: every llama-server and runner started on one carries it on its command line */
+  modelsDirs: string[] = [];
 
   add(stop: () => Promise<unknown>): void {
     this.#stoppers.push(stop);
+  }
+
+  addDir(dir: string): void {
+    this.modelsDirs.push(dir);
   }
 
   /** Stops everything; returns the pids of our processes that had to be SIGKILLed after the orderly stops. */
@@ -56,9 +64,8 @@ class Started {
         console.error(`bench: cleanup: ${(err as Error).message}`);
       }
     }
-    if (!this.modelsDir) return [];
-    // Anything still running that was started on our models dir (a router's child, a runner's engine) is ours.
-    const left = pidsMatching(this.modelsDir);
+    // Anything still running that was started on our models dirs (a router's child, a runner's engine) is ours.
+    const left = this.modelsDirs.flatMap(pidsMatching);
     for (const pid of left) {
       console.error(`bench: killing leftover process ${pid}: ${cmdline(pid)}`);
       try {
@@ -67,8 +74,7 @@ class Started {
         // gone meanwhile
       }
     }
-    await Deno.remove(this.modelsDir, { recursive: true }).catch(() => {});
-    this.modelsDir = "";
+    for (const dir of this.modelsDirs.splice(0)) await Deno.remove(dir, { recursive: true }).catch(() => {});
     return left;
   }
 }
@@ -89,7 +95,8 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
   const env = Deno.env.toObject();
   const bin = env.LLAMA_SERVER_BIN ?? await resolveEngine({ env, log });
   log(`engine: ${bin}`);
-  const modelsDir = started.modelsDir = await makeModelsDir([MODEL]);
+  const modelsDir = await makeModelsDir([MODEL]);
+  started.addDir(modelsDir);
   const modelPath = join(modelsDir, `${MODEL}.gguf`);
 
   log("starting (a) llama-server, (c) llama.cpp router, (b) Switchyard");
@@ -141,6 +148,17 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
     gateway: rssKiB(procs.switchyard.gateway),
     runner: rssKiB(procs.switchyard.runner),
   };
+  const members = membersOf(procs);
+  const memoryIdle = snapshot(members);
+  const roles: Record<Key, Roles> = {
+    direct: { engine: procs.direct.engine },
+    switchyard: {
+      gateway: procs.switchyard.gateway,
+      runner: procs.switchyard.runner,
+      engine: procs.switchyard.engine,
+    },
+    router: { router: procs.router.router, engine: procs.router.engine },
+  };
 
   log(
     `latency: ${N.tokenize} tokenize, ${N.completion} completions, ${N.ttfc} streams per system, interleaved`,
@@ -154,21 +172,13 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
     ? await interleaved(systems, comp, N.completion, (e) => e.totalMs, "completion")
     : none();
   const ttfc = doLatency ? await interleaved(systems, chat, N.ttfc, (e) => e.firstBodyMs, "stream") : none();
+  const streaming = opts.phases.has("streaming") ? await measureStreaming(systems, roles, N) : undefined;
 
   log(
     `throughput: /tokenize at ${
       N.connections.join(", ")
     } connections, ${client}, ${N.rounds} × ${N.roundMs} ms each`,
   );
-  const roles: Record<Key, Roles> = {
-    direct: { engine: procs.direct.engine },
-    switchyard: {
-      gateway: procs.switchyard.gateway,
-      runner: procs.switchyard.runner,
-      engine: procs.switchyard.engine,
-    },
-    router: { router: procs.router.router, engine: procs.router.engine },
-  };
   const tput = opts.phases.has("throughput")
     ? await throughputAll(systems, roles, client, enginePort, N)
     : perSystem(() => []);
@@ -185,6 +195,10 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
     },
     router: { router: rssKiB(procs.router.router), engine: rssKiB(procs.router.engine) },
   };
+  if (opts.phases.has("memory")) log(`memory: /tokenize load per system, ${N.memoryLoadMs} ms each`);
+  const memory = opts.phases.has("memory")
+    ? await measureMemory(systems, members, memoryIdle, roles, client, enginePort, N)
+    : undefined;
 
   log(`cold start: ${N.cold} samples per system`);
   const cold = none();
@@ -193,6 +207,23 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
     cold.switchyard.push(await coldRouted(sys.switchyard));
     cold.router.push(await coldRouted(sys.router));
   }
+  const swap = opts.phases.has("swap")
+    ? await measureSwap(
+      { bin, engineFlags: opts.engineFlags, gatewayArgs: opts.gatewayArgs, swaps: N.swaps },
+      started,
+    )
+    : undefined;
+  const metricsCost = opts.phases.has("metrics")
+    ? await measureMetricsCost({
+      on: gw,
+      modelsDir,
+      bin,
+      engineFlags: opts.engineFlags,
+      gatewayArgs: opts.gatewayArgs,
+      client,
+      samples: N,
+    }, started)
+    : undefined;
   const loadAfter = loadavg();
 
   const lat = (m: Record<Key, number[]>) => perSystem((k) => dist(m[k]));
@@ -212,6 +243,10 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
     })),
     throughput: tput,
     rssKiB: rss,
+    streaming,
+    swap,
+    memory,
+    metricsCost,
   };
 }
 
@@ -249,9 +284,9 @@ async function run(opts: BenchOptions): Promise<number> {
     console.error(`bench failed: ${(err as Error).stack ?? err}`);
     code = 1;
   }
-  const ourDir = started.modelsDir;
+  const ourDirs = [...started.modelsDirs];
   const killed = await started.stopAll();
-  const still = ourDir ? pidsMatching(ourDir) : [];
+  const still = ourDirs.flatMap(pidsMatching);
   if (killed.length || still.length) {
     log(
       `cleanup: had to SIGKILL ${killed.length} leftover process(es); still running: ${

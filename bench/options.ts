@@ -1,7 +1,15 @@
 /** What one bench run does: its command line, and how many samples and how long a pause each phase takes. */
 
-export type Phase = "latency" | "throughput" | "cold";
-export const PHASES: readonly Phase[] = ["latency", "throughput", "cold"];
+export type Phase = "latency" | "streaming" | "throughput" | "memory" | "cold" | "swap" | "metrics";
+export const PHASES: readonly Phase[] = [
+  "latency",
+  "streaming",
+  "throughput",
+  "memory",
+  "cold",
+  "swap",
+  "metrics",
+];
 export type LoadClient = "wrk" | "deno";
 
 /**
@@ -125,6 +133,18 @@ export interface Samples {
   rounds: number;
   roundMs: number;
   connections: number[];
+  /** single streams per system and kind of connection (fresh, kept-alive) */
+  streams: number;
+  /** tokens per stream, in every streaming sample */
+  streamTokens: number;
+  /** concurrent streams per round, and rounds per system */
+  concurrentStreams: number[];
+  streamRounds: number;
+  /** swaps per system, after two unmeasured ones that load each model once */
+  swaps: number;
+  /** the memory phase's load per system, and how often the footprints are sampled during it */
+  memoryLoadMs: number;
+  memoryEveryMs: number;
 }
 
 export function samplesFor(quick: boolean): Samples {
@@ -138,5 +158,13 @@ export function samplesFor(quick: boolean): Samples {
     rounds: quick ? 1 : 3,
     roundMs: 1000,
     connections: [1, 16, 64],
+    streams: quick ? 30 : 150,
+    // 64 tokens: enough events per round that CPU time, counted in 10 ms ticks, resolves µs per event
+    streamTokens: 64,
+    concurrentStreams: [8, 64],
+    streamRounds: quick ? 1 : 8,
+    swaps: quick ? 6 : 30,
+    memoryLoadMs: quick ? 1000 : 3000,
+    memoryEveryMs: 100,
   };
 }

@@ -40,6 +40,33 @@ export function rssKiB(pid: number): number | null {
   }
 }
 
+/** What a process holds in memory, in KiB: resident, proportional (shared pages split among their mappers), private. */
+export interface Footprint {
+  rssKiB: number;
+  pssKiB: number;
+  /** Private_Clean + Private_Dirty: what exiting would free */
+  privateKiB: number;
+}
+
+/** `/proc/PID/smaps_rollup`'s text as a footprint; NaN for a field it lacks. */
+export function parseSmapsRollup(text: string): Footprint {
+  const kib = (field: string) => Number(text.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1] ?? NaN);
+  return {
+    rssKiB: kib("Rss"),
+    pssKiB: kib("Pss"),
+    privateKiB: kib("Private_Clean") + kib("Private_Dirty"),
+  };
+}
+
+/** A process's footprint from /proc (runners share the Deno binary's pages, hence PSS); null when it is gone. */
+export function footprint(pid: number): Footprint | null {
+  try {
+    return parseSmapsRollup(Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`));
+  } catch {
+    return null;
+  }
+}
+
 /** The command line of a process, arguments joined by spaces; "" when it is gone. */
 export function cmdline(pid: number): string {
   try {

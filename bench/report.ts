@@ -3,7 +3,17 @@
  * (`latest.json`), so that tests/unit/bench_report_test.ts can check the committed pair agrees.
  */
 import { COLD_SETTLE_MS } from "./options.ts";
-import { type BenchResults, type Key, KEYS, type Measure, type Throughput } from "./results.ts";
+import { f, mib, num, ratio, type Row, signed, target } from "./report_format.ts";
+import { metricsCostSection } from "./report_metrics.ts";
+import {
+  footprintNotes,
+  footprintRows,
+  streamingNotes,
+  streamingRows,
+  swapNotes,
+  swapRows,
+} from "./report_phases.ts";
+import { type BenchResults, type Key, KEYS, type Throughput } from "./results.ts";
 
 export const LABEL: Record<Key, string> = {
   direct: "(a) llama-server direct",
@@ -18,16 +28,6 @@ export const LABEL: Record<Key, string> = {
  */
 const FMT_IGNORE = "<!-- deno-fmt-ignore-file -->";
 
-const num = (x: Measure | undefined): number => x ?? NaN;
-const f = (x: Measure | undefined, d = 2) => (Number.isFinite(num(x)) ? num(x).toFixed(d) : "n/a");
-const signed = (x: number, d = 2) => (Number.isFinite(x) ? `${x >= 0 ? "+" : ""}${x.toFixed(d)}` : "n/a");
-const ratio = (a: Measure | undefined, b: Measure | undefined) => {
-  const q = num(a) / num(b);
-  return Number.isFinite(q) && num(b) !== 0 ? `${q.toFixed(2)}×` : "—";
-};
-const mib = (kib: Measure | undefined) => num(kib) / 1024;
-const target = (ok: boolean, what: string) => `${ok ? "✅ met" : "❌ missed"}: ${what}`;
-
 /** The file's whole text, trailing newline included. */
 export function renderReport(r: BenchResults): string {
   const m = r.machine;
@@ -38,7 +38,15 @@ export function renderReport(r: BenchResults): string {
     "",
     markdownTable(
       ["metric", LABEL.direct, LABEL.switchyard, LABEL.router, "b/a", "b/c", "target"],
-      [...latencyRows(r), coldRow(r), ...throughputRows(r), ...memoryRows(r)],
+      [
+        ...latencyRows(r),
+        ...streamingRows(r),
+        coldRow(r),
+        ...swapRows(r),
+        ...throughputRows(r),
+        ...memoryRows(r),
+        ...footprintRows(r),
+      ],
     ),
     "",
     `Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memGiB} GiB RAM, ${m.os}; Deno ${m.deno} (V8 ${m.v8}); ` +
@@ -57,11 +65,13 @@ export function renderReport(r: BenchResults): string {
     "per request, and answers its own clients with `Connection: close`, so they reconnect on every request too.",
     `Note: the engines, the gateway and the load generator all share these ${m.nproc} cores, so req/s at many ` +
     "connections is bounded by the CPU they split, not by any one process alone.",
+    ...streamingNotes(r),
+    ...swapNotes(r),
+    ...footprintNotes(r),
+    ...metricsCostSection(r, markdownTable),
     "",
   ].join("\n");
 }
-
-type Row = string[];
 
 function latencyRows(r: BenchResults): Row[] {
   const L = r.latencyMs;

@@ -1,4 +1,5 @@
 /** What a run measured, in the shape `bench/results/latest.json` stores and the report reads. */
+import type { MetricsCost } from "./metrics_cost.ts";
 import type { Samples } from "./options.ts";
 import type { MachineInfo } from "./procs.ts";
 
@@ -43,6 +44,85 @@ export interface ColdStart<M extends Measure = Measure> {
   samples: number[];
 }
 
+/** Nearest-rank percentiles of `n` samples. */
+export interface Spread<M extends Measure = Measure> {
+  p50: M;
+  p90: M;
+  n: number;
+}
+
+/** `--models-max 1`, requests alternating between two models of different sizes: every request is a swap. */
+export interface SwapResults<M extends Measure = Measure> {
+  /** the two models, by name and file size */
+  models: { name: string; mib: number }[];
+  /**
+   * Request sent → 1-token answer, the other model evicted on the way: (a) SIGTERM to the running engine,
+   * its exit, the other one spawned and answering; (b), (c) one request to the router in front.
+   */
+  answerMs: Record<Key, Spread<M>>;
+  /** Switchyard's stops of the evicted engines, read from its log (see swap.ts) */
+  switchyardStop: {
+    /** stops of an engine that had answered, measured or not (the spreads' `n` counts those measured) */
+    stops: number;
+    /** the gateway's clock alone: its "evicting <id>" → its "<id> stopped" */
+    evictToStoppedMs: Spread<M>;
+    /** the engine's own clock: "exit command received" → its last line ("cleaning up before exit") */
+    engineExitMs: Spread<M>;
+    /** the engine's last line → the gateway's "<id> stopped": the stop reported, ≈ from the exit */
+    reportedMs: Spread<M>;
+    /** "exit command received" → "<id> stopped": the two above together */
+    exitCommandToStoppedMs: Spread<M>;
+  };
+}
+
+/** Concurrent streams started together, each read to its end; rounds interleaved across the systems. */
+export interface ConcurrentStreams<M extends Measure = Measure> {
+  streams: number;
+  rounds: number;
+  /** median over every stream of every round of request written → first event */
+  ttfcP50Ms: Record<Key, M>;
+  /** SSE events relayed per second over the rounds (first request written → last stream ended) */
+  chunksPerS: Record<Key, M>;
+  /** CPU µs per relayed event, per role (client included) */
+  cpuUsPerChunk: Record<Key, Record<string, M>>;
+}
+
+export interface StreamingResults<M extends Measure = Measure> {
+  /** the request: a streamed `/v1/completions` of this many tokens */
+  maxTokens: number;
+  /** one stream at a time on a new TCP connection: connect → first event */
+  freshMs: Record<Key, Spread<M>>;
+  /** one stream at a time on one kept-alive connection per system: request written → first event */
+  keptMs: Record<Key, Spread<M>>;
+  /** TCP connections the kept-alive samples needed (1 unless the server closes them) */
+  keptConnections: Record<Key, number>;
+  concurrent: ConcurrentStreams<M>[];
+}
+
+/** One process's footprint in KiB (procs.ts `Footprint`), null where it was gone. */
+export interface StoredFootprint<M extends Measure = Measure> {
+  rssKiB: M;
+  pssKiB: M;
+  privateKiB: M;
+}
+
+export interface ProcessMemory<M extends Measure = Measure> {
+  system: Key;
+  /** gateway, runner, spare runner, engine, router */
+  role: string;
+  idle: StoredFootprint<M>;
+  /** the peak of each figure over samples taken during the load */
+  load: StoredFootprint<M>;
+}
+
+export interface MemoryResults<M extends Measure = Measure> {
+  /** the load: `/tokenize` at this many connections for this long, per system, with samples every `everyMs` */
+  connections: number;
+  loadMs: number;
+  everyMs: number;
+  processes: ProcessMemory<M>[];
+}
+
 export interface BenchResults<M extends Measure = Measure> {
   date: string;
   machine: Omit<MachineInfo, "memGiB"> & { memGiB: M; loadavgBefore: string; loadavgAfter: string };
@@ -66,6 +146,12 @@ export interface BenchResults<M extends Measure = Measure> {
     };
     router: { router: Measure; engine: Measure };
   };
+  /** absent in runs that skipped the phase (and in runs from before it existed) */
+  streaming?: StreamingResults<M>;
+  swap?: SwapResults<M>;
+  memory?: MemoryResults<M>;
+  /** (b) with metrics on against a second Switchyard with `--no-metrics`, in the same run */
+  metricsCost?: MetricsCost<M>;
 }
 
 /**

@@ -15,7 +15,7 @@ export type Roles = Record<string, number>;
 type Round = Throughput<number> & { requests: number; timeWaits: number };
 
 /** One system under load once: `durationMs` of closed-loop /tokenize requests on `connections` connections. */
-async function loadOnce(
+export async function loadOnce(
   sys: System,
   roles: Roles,
   connections: number,

@@ -28,6 +28,10 @@ Deno.test("a run with skipped phases renders the same from its JSON as in memory
     latencyMs: { tokenize: nothing, completion: nothing, ttfc: nothing },
     coldStartMs: each({ median: NaN, min: Infinity, max: -Infinity, samples: [] }),
     throughput: each([]),
+    streaming: undefined,
+    swap: undefined,
+    memory: undefined,
+    metricsCost: undefined,
   };
   const inMemory = renderReport(toStored(run));
   assertEquals(inMemory, renderReport(JSON.parse(JSON.stringify(toStored(run)))));
@@ -35,6 +39,13 @@ Deno.test("a run with skipped phases renders the same from its JSON as in memory
   assertMatch(inMemory, /\| ↳ added vs direct, p50 \/ p99 \(ms\) +\| +0 \| +n\/a \/ n\/a \|/);
   assertMatch(inMemory, /\| cold start → first token, median \(min–max\) ms +\| +n\/a \(n\/a–n\/a\) \|/);
   assertMatch(inMemory, /wrk is not installed/);
+  assertMatch(inMemory, /\| swap at `--models-max 1`: [^|]+\| +n\/a \/ n\/a \|/);
+  assertMatch(
+    inMemory,
+    /\| 8 streams at once: first event, median \(ms\) +\| +n\/a \|.*\| +target: ≤ router \|/,
+  );
+  assertMatch(inMemory, /\| memory, idle: front process [^|]+\| +— \| +gateway n\/a \/ n\/a \/ n\/a \|/);
+  assertMatch(inMemory, /Swap rows: not measured in this run/);
 });
 
 Deno.test("bench arguments: defaults measure everything and write the results", () => {
