@@ -3,11 +3,16 @@
  * Speaks llama-server's router-mode flags: `deno task serve --models-dir ./models --models-max 2`.
  */
 import { CliError, parseCli, USAGE } from "./router/cli.ts";
+import type { LogFormat } from "./router/config.ts";
 import type { Gateway } from "./router/gateway.ts";
+import { formatLog } from "./router/logs/format.ts";
 import { RUNNER_FLAG, runRunner } from "./runners/runner.ts";
 
+/** `--log-format`, once the command line is read */
+let logFormat: LogFormat = "text";
+
 function log(line: string): void {
-  console.error(`${new Date().toISOString().slice(11, 23)} ${line}`);
+  console.error(formatLog(line, logFormat, new Date()));
 }
 
 async function main(args: string[]): Promise<number> {
@@ -29,6 +34,7 @@ async function main(args: string[]): Promise<number> {
     console.log("switchyard 0.1.0");
     return 0;
   }
+  logFormat = parsed.config.logFormat;
   parsed.warnings.forEach((w) => log(`warning: ${w}`));
   // signals are handled from the first moment: a stop during start-up waits for the gateway, then closes it
   const stopped = Promise.withResolvers<number>();

@@ -6,10 +6,15 @@ import { HTTPException } from "hono/http-exception";
 import { keyAuth } from "./auth.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import type { GatewayDeps } from "./deps.ts";
+import { ollamaErrorShape } from "./ollama/errors.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { featureRoutes } from "./routes/features.ts";
+import { activityRoutes } from "./routes/activity.ts";
 import { inferenceRoutes } from "./routes/inference.ts";
+import { logRoutes } from "./routes/logs.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { modelRoutes } from "./routes/models.ts";
+import { ollamaRoutes } from "./routes/ollama.ts";
 import { predictRoutes } from "./routes/predict.ts";
 import { propsRoutes } from "./routes/props.ts";
 import { streamRoutes } from "./routes/streams.ts";
@@ -20,6 +25,8 @@ export function createApp(deps: GatewayDeps): Hono {
   const app = new Hono();
   const api = new Hono();
 
+  // first, so that it also re-shapes what the middleware below refuses (a bad key, a body too large)
+  api.use("/api/*", ollamaErrorShape);
   if (config.corsOrigins) {
     const allowed = config.corsOrigins.split(",").map((o) => o.trim()).filter(Boolean);
     api.use("*", cors({ origin: allowed.includes("*") ? "*" : allowed }));
@@ -37,10 +44,15 @@ export function createApp(deps: GatewayDeps): Hono {
   api.route("/", propsRoutes(deps));
   api.route("/", modelRoutes(deps));
   api.route("/", eventRoutes(deps));
+  api.route("/", logRoutes(deps));
+  api.route("/", activityRoutes(deps));
+  // before the proxied routes: `/metrics` without `?model` is the gateway's own page
+  api.route("/", metricsRoutes(deps));
   api.route("/", inferenceRoutes(deps));
   if (config.gcp) api.route("/", predictRoutes(config.gcp, (req) => Promise.resolve(app.fetch(req))));
   api.route("/", streamRoutes(deps));
   api.route("/", featureRoutes(deps));
+  api.route("/", ollamaRoutes(deps, (req) => Promise.resolve(app.fetch(req))));
   if (config.uiEnabled) {
     app.route(
       "/",

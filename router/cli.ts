@@ -13,8 +13,9 @@ import {
 } from "./flags/flags.ts";
 import { type ApiKey, parseKeyFile } from "./auth.ts";
 import { FEATURE_FLAGS, featureSettings } from "./features/settings.ts";
-import { type GatewayConfig, gcpCompatFromEnv, type WebuiPage } from "./config.ts";
+import { type GatewayConfig, gcpCompatFromEnv, type LogFormat, type WebuiPage } from "./config.ts";
 import { MemorySpecError, parseMemorySpec } from "./memory/budget.ts";
+import { parseSize, SizeError } from "./memory/size.ts";
 
 export class CliError extends Error {
   constructor(message: string) {
@@ -77,7 +78,12 @@ const OWN_FLAGS: Record<string, keyof OwnValues> = {
   "--max-crashes": "maxCrashes",
   "--models-memory": "modelsMemory",
   "--models-ttl": "modelsTtl",
+  "--log-format": "logFormat",
+  "--swap-kv-cache-max": "swapKvCacheMax",
+  "--swap-kv-cache-dir": "swapKvCacheDir",
 };
+/** Switchyard's own switches. */
+const OWN_SWITCHES = new Set(["--no-metrics", "--swap-kv-cache"]);
 interface OwnValues {
   serverBin?: string;
   spareRunners?: string;
@@ -89,6 +95,9 @@ interface OwnValues {
   maxCrashes?: string;
   modelsMemory?: string;
   modelsTtl?: string;
+  logFormat?: string;
+  swapKvCacheMax?: string;
+  swapKvCacheDir?: string;
 }
 
 export interface ParsedCli {
@@ -105,6 +114,7 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
   const own: OwnValues = {};
   const single: OptionMap = new Map();
   const warnings: string[] = [];
+  const switches = new Set<string>();
   let help = false, version = false;
 
   for (let i = 0; i < argv.length; i++) {
@@ -123,6 +133,11 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     }
     if (spelling === "--version") {
       version = true;
+      continue;
+    }
+    if (OWN_SWITCHES.has(spelling)) {
+      if (inline !== undefined) throw new CliError(`error: ${spelling} takes no value (got '${inline}')`);
+      switches.add(spelling);
       continue;
     }
     const ownFlag = OWN_FLAGS[spelling];
@@ -252,6 +267,14 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
     maxCrashes: own.maxCrashes ? positiveInt("--max-crashes", own.maxCrashes) : 5,
     modelsMemory: memorySpec(own.modelsMemory ?? env.LLAMA_ARG_MODELS_MEMORY),
     modelsTtlS: seconds("--models-ttl", own.modelsTtl ?? env.LLAMA_ARG_MODELS_TTL ?? "0"),
+    metrics: !switches.has("--no-metrics"),
+    // as llama-server reads its own switch: the flag, else its env form, which engines inherit
+    engineMetricsAsked: passthrough.get("--metrics") === true ||
+      isTruthy(env.LLAMA_ARG_ENDPOINT_METRICS ?? ""),
+    logFormat: logFormat(own.logFormat ?? "text"),
+    swapKvCache: switches.has("--swap-kv-cache"),
+    swapKvCacheMaxBytes: size("--swap-kv-cache-max", own.swapKvCacheMax ?? "4G"),
+    swapKvCacheDir: own.swapKvCacheDir,
   };
   if (config.gcp) {
     if (config.gcp.port !== config.port) {
@@ -264,6 +287,13 @@ export function parseCli(argv: string[], env: Record<string, string | undefined>
   if (config.port < 0 || config.port > 65535) throw new CliError(`error: invalid --port ${config.port}`);
   if (config.uiEnabled && config.staticPath) checkStaticPath(config.staticPath);
   return { config, warnings, help, version };
+}
+
+function logFormat(raw: string): LogFormat {
+  if (raw !== "text" && raw !== "json") {
+    throw new CliError(`error: --log-format expects text or json, got '${raw}'`);
+  }
+  return raw;
 }
 
 function pageName(value: string | undefined): WebuiPage | undefined {
@@ -324,6 +354,15 @@ function seconds(flag: string, raw: string): number {
     throw new CliError(`error: ${flag} expects a whole number of seconds (0 = never), got '${raw}'`);
   }
   return Number(raw);
+}
+
+function size(flag: string, raw: string): number {
+  try {
+    return parseSize(raw);
+  } catch (e) {
+    if (e instanceof SizeError) throw new CliError(`error: ${flag}: ${e.message}`);
+    throw e;
+  }
 }
 
 /** `--models-memory`, its syntax checked now; device names are checked once the devices are known. */
@@ -412,5 +451,12 @@ Switchyard options:
                             (host=12G,CUDA0=22G; others stay auto)   LLAMA_ARG_MODELS_MEMORY
   --models-ttl SECONDS      unload a model idle this long (default 0 = never); a preset's ttl wins
                                                                       LLAMA_ARG_MODELS_TTL
+  --no-metrics              record no metrics nor activity (GET /metrics, /activity answer 501), and
+                            start engines without --metrics unless it is given
+  --log-format text|json    the gateway's log lines as text (default) or one JSON object a line
+  --swap-kv-cache           save a model's KV cache when it is evicted, idle or unloaded, and restore
+                            it when it loads again (a preset's swap-kv-cache = false opts out)
+  --swap-kv-cache-max SIZE  disk the saved caches may use in all (default 4G); least recently used go
+  --swap-kv-cache-dir DIR   where they are kept (default: kv-cache/ in the gateway's cache dir)
 Any other llama-server flag (-c 8192, -ngl 99, --temp 0.8, --no-jinja, ...) is passed to every model.
 `;

@@ -61,7 +61,21 @@ export interface GatewayConfig {
   modelsMemory: string;
   /** `--models-ttl`: seconds idle before a model is unloaded (0 = never), unless its preset says */
   modelsTtlS: number;
+  /** metrics and activity recorded, engines started with `--metrics` (off: `--no-metrics`) */
+  metrics: boolean;
+  /** `--metrics` (or LLAMA_ARG_ENDPOINT_METRICS) was given: every engine's own page is served */
+  engineMetricsAsked: boolean;
+  /** `--log-format`: the gateway's log lines as text, or one JSON object a line */
+  logFormat: LogFormat;
+  /** `--swap-kv-cache`: a model stopped on purpose keeps its engine's KV cache on disk for its next load */
+  swapKvCache: boolean;
+  /** `--swap-kv-cache-max`: bytes the saved caches may take in all; least recently used go first */
+  swapKvCacheMaxBytes: number;
+  /** `--swap-kv-cache-dir`: where they are kept; undefined: `kv-cache/` in the gateway's cache dir */
+  swapKvCacheDir?: string;
 }
+
+export type LogFormat = "text" | "json";
 
 /** LLAMA_SERVER_DEBUG_FAKE_TIMING: llama.cpp's router waits this long before each load and each proxied request. */
 export const FAKE_TIMING_DELAY_MS = 2000;

@@ -15,6 +15,8 @@ import { GATEWAY_PID_ENV } from "./orphans.ts";
 import { EventBus } from "./scheduler/events.ts";
 import { type EngineStarter, Scheduler } from "./scheduler/scheduler.ts";
 import type { GatewayMemory } from "./memory/port.ts";
+import type { KvCachePort } from "./kvcache/port.ts";
+import { Observer } from "./metrics/observer.ts";
 import { type PinnedClaim, pinnedOverBudget } from "./memory/pinned.ts";
 import { loadCatalog } from "./sources/catalog.ts";
 import type { ModelSpec, SourceOptions } from "./sources/types.ts";
@@ -36,6 +38,8 @@ export interface CoreOptions {
   features?: FeatureHost;
   /** budgets and projections; without it only `--models-max` counts (the in-process tests) */
   memory?: GatewayMemory;
+  /** engines' KV caches kept across stops (`--swap-kv-cache`); without it they never are */
+  kvCache?: KvCachePort;
   log: (line: string) => void;
 }
 
@@ -70,8 +74,19 @@ export function createGatewayCore(config: GatewayConfig, opts: CoreOptions): Gat
     loadSilenceTimeoutMs: config.loadSilenceTimeoutS * 1000,
     maxCrashes: config.maxCrashes,
     closeConnections: (port) => upstream.closePort(port),
+    engineMetrics: config.metrics,
+    kvCache: opts.kvCache,
     log,
   }, opts.models);
+  const observer = config.metrics
+    ? new Observer({
+      table: scheduler,
+      events,
+      upstream,
+      apiPrefix: config.apiPrefix,
+      kvCacheStats: opts.kvCache && (() => opts.kvCache!.stats()),
+    })
+    : undefined;
 
   const checkPins = async (specs: readonly ModelSpec[]): Promise<void> => {
     if (!memory) return;
@@ -118,6 +133,7 @@ export function createGatewayCore(config: GatewayConfig, opts: CoreOptions): Gat
     features: opts.features,
     buildInfo: opts.buildInfo,
     memory,
+    observer,
     reload,
     log,
   });

@@ -3,6 +3,7 @@ import type { GatewayConfig } from "./config.ts";
 import type { FeatureHost } from "./features/host.ts";
 import type { ModelPuller } from "./hub/puller.ts";
 import type { GatewayMemory } from "./memory/port.ts";
+import type { Observer } from "./metrics/observer.ts";
 import type { EventBus } from "./scheduler/events.ts";
 import type { Scheduler } from "./scheduler/scheduler.ts";
 import type { UpstreamPool } from "./upstream/http1.ts";
@@ -26,6 +27,8 @@ export interface GatewayDeps {
   buildInfo: string;
   /** devices, budgets and projections (`/props`' `memory`); absent where only `--models-max` counts */
   memory?: GatewayMemory;
+  /** metrics, the activity ring and the tap on proxied routes; absent with `--no-metrics` */
+  observer?: Observer;
   /** re-reads every model source and applies it to the model table */
   reload(): Promise<void>;
   log(line: string): void;

@@ -2,6 +2,7 @@
  * Wires the gateway together: finds the engine, reads the model sources, starts the runner pool,
  * the scheduler and the HTTP server. `main.ts` and the tests start the gateway through here.
  */
+import { join } from "node:path";
 import type { GatewayConfig } from "./config.ts";
 import { createGatewayCore } from "./core.ts";
 import { FeatureHost } from "./features/host.ts";
@@ -18,8 +19,11 @@ import { loadCatalog } from "./sources/catalog.ts";
 import { singleModelSpec } from "./sources/single_model.ts";
 import { FLAG } from "./sources/spec.ts";
 import type { ModelSpec, SourceOptions } from "./sources/types.ts";
-import { engineVersion, resolveEngine } from "./engine/binary.ts";
+import { engineVersion, resolveEngine, switchyardCacheDir } from "./engine/binary.ts";
 import { createMemoryPort } from "./memory/port.ts";
+import { formatBytes } from "./memory/size.ts";
+import { EngineSlots } from "./kvcache/slots_client.ts";
+import { KvCacheStore } from "./kvcache/store.ts";
 import { RunnerPool } from "../runners/supervisor.ts";
 
 export interface Gateway {
@@ -74,6 +78,7 @@ export async function startGateway(given: GatewayConfig, opts: GatewayOptions): 
     await features?.close();
     throw err;
   });
+  const kvCache = await openKvCache(config, opts, { buildInfo, engineEnv, hfCacheDir: cacheDir });
   const pool = new RunnerPool({ spares: config.spareRunners, log, env: engineEnv });
   const { app, scheduler, events, upstream, reload, checkPins } = createGatewayCore(config, {
     engineBin,
@@ -85,6 +90,7 @@ export async function startGateway(given: GatewayConfig, opts: GatewayOptions): 
     defaultModel: defaultModel?.id,
     features,
     memory,
+    kvCache,
     log,
   });
   try {
@@ -126,6 +132,27 @@ export async function startGateway(given: GatewayConfig, opts: GatewayOptions): 
     throw err;
   }
   return { url, scheduler, events, reload, close };
+}
+
+/** The store of engines' KV caches (`--swap-kv-cache`; a preset may turn it on or off per model). */
+async function openKvCache(
+  config: GatewayConfig,
+  { env, log }: GatewayOptions,
+  engine: { buildInfo: string; engineEnv: Record<string, string>; hfCacheDir: string },
+): Promise<KvCacheStore> {
+  const root = config.swapKvCacheDir ?? join(switchyardCacheDir(env), "kv-cache");
+  const store = await KvCacheStore.open({
+    root,
+    enabled: config.swapKvCache,
+    maxBytes: config.swapKvCacheMaxBytes,
+    keyContext: { engineBuild: engine.buildInfo, env: engine.engineEnv, hfCacheDir: engine.hfCacheDir },
+    slots: new EngineSlots(config.apiPrefix),
+    log,
+  });
+  if (config.swapKvCache) {
+    log(`kv cache: kept across swaps in ${root}, at most ${formatBytes(config.swapKvCacheMaxBytes)}`);
+  }
+  return store;
 }
 
 /**

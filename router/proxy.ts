@@ -7,6 +7,7 @@
  * relayed, or failed, never earlier.
  */
 import { errorBody, errorTypeOf } from "./errors.ts";
+import type { RequestTap } from "./metrics/tap.ts";
 import type { Lease } from "./scheduler/scheduler.ts";
 import { UpstreamError, type UpstreamPool } from "./upstream/http1.ts";
 
@@ -37,6 +38,8 @@ export interface ForwardOptions {
   body: ArrayBuffer | null;
   /** aborts when the client goes away or the request times out */
   signal: AbortSignal;
+  /** observes the answer for the metrics (absent with --no-metrics) */
+  tap?: RequestTap;
 }
 
 export async function forward(req: Request, opts: ForwardOptions): Promise<Response> {
@@ -78,16 +81,19 @@ export async function forward(req: Request, opts: ForwardOptions): Promise<Respo
       headers: { "Content-Type": "application/json; charset=utf-8" },
     });
   }
+  const { tap } = opts;
   if (!upstream.stream) {
     lease.release();
+    tap?.body(upstream.bytes);
     return new Response(upstream.bytes, { status: upstream.status, headers: out });
   }
+  tap?.streaming();
   if (!isEventStream) {
     // a long plain body passes through untouched; the lease ends when the client has it all (or left)
     upstream.done.then(() => lease.release(), () => lease.release());
     return new Response(upstream.stream, { status: upstream.status, headers: out });
   }
-  return new Response(withErrorEvent(upstream.stream, lease), { status: upstream.status, headers: out });
+  return new Response(withErrorEvent(upstream.stream, lease, tap), { status: upstream.status, headers: out });
 }
 
 /**
@@ -105,7 +111,11 @@ export class EngineUnreachableError extends Error {
  * Passes an event stream through chunk by chunk, releasing the lease exactly once at its end. When
  * the engine dies mid-stream, the client gets a final error event, so it knows why the stream ended.
  */
-function withErrorEvent(body: ReadableStream<Uint8Array>, lease: Lease): ReadableStream<Uint8Array> {
+function withErrorEvent(
+  body: ReadableStream<Uint8Array>,
+  lease: Lease,
+  tap?: RequestTap,
+): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -115,6 +125,7 @@ function withErrorEvent(body: ReadableStream<Uint8Array>, lease: Lease): Readabl
           lease.release();
           controller.close();
         } else {
+          tap?.chunk(value);
           controller.enqueue(value);
         }
       } catch (err) {

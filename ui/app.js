@@ -3,6 +3,7 @@
 /**
  * Switchyard's web page: wires the model feed, the picker, the model dialog and the chat together.
  */
+import { ActivityView } from "./activity.js";
 import { ApiError, apiFetch, apiJson, postJson, setKeyPrompt } from "./api.js";
 import { Conversation } from "./chat.js";
 import { ChatView } from "./chatview.js";
@@ -336,6 +337,8 @@ byId("new-chat").addEventListener("click", async () => {
 });
 
 byId("key-btn").addEventListener("click", () => askApiKey("manual"));
+const activity = new ActivityView();
+byId("activity-btn").addEventListener("click", () => activity.open());
 
 // ---- start ----
 picker.render();

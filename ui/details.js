@@ -1,12 +1,16 @@
 // @ts-check
 /// <reference lib="dom" />
 /**
- * The model management dialog: state, failure reason, effective arguments, preset, recent log lines,
- * and load / unload / delete.
+ * The model management dialog: state, failure reason, effective arguments, preset, the log as it is
+ * written (followed while the dialog is open), and load / unload / delete.
  */
-import { apiJson } from "./api.js";
+import { apiFetch } from "./api.js";
 import { byId, h } from "./dom.js";
 import { describe, stateOf } from "./models.js";
+import { sseData } from "./sse.js";
+
+/** Log lines the dialog keeps (the gateway keeps the last 200 of each model). */
+const LOG_LINES_SHOWN = 1000;
 
 /**
  * @typedef {import("./models.js").ModelStore} ModelStore
@@ -44,7 +48,8 @@ export function formatArgs(args) {
 export class DetailsDialog {
   /** @type {string} */
   id = "";
-  #logsState = "";
+  /** @type {AbortController | null} */
+  #following = null;
 
   /**
    * @param {ModelStore} store
@@ -65,7 +70,7 @@ export class DetailsDialog {
     byId("md-delete").addEventListener("click", async () => {
       if (await this.actions.remove(this.id)) this.dialog.close();
     });
-    byId("md-logs-refresh").addEventListener("click", () => this.refreshLogs());
+    this.dialog.addEventListener("close", () => this.#stopLogs());
     store.addEventListener("change", (e) => {
       const { id } = /** @type {CustomEvent} */ (e).detail;
       if (this.dialog.open && (id === null || id === this.id)) this.render();
@@ -75,11 +80,10 @@ export class DetailsDialog {
   /** @param {string} id */
   open(id) {
     this.id = id;
-    this.#logsState = "";
     byId("md-logs").textContent = "Loading…";
     this.render();
     if (!this.dialog.open) this.dialog.showModal();
-    this.refreshLogs();
+    this.#followLogs();
   }
 
   render() {
@@ -141,22 +145,51 @@ export class DetailsDialog {
       : "Unload";
     byId("md-delete").hidden = !entry.can_remove;
     byId("md-use").hidden = state === "downloading" || state === "downloaded";
-    // a state change is a good moment to show fresh log lines, without polling
-    if (this.#logsState && this.#logsState !== state) this.refreshLogs();
-    this.#logsState = state;
   }
 
-  async refreshLogs() {
+  #stopLogs() {
+    this.#following?.abort();
+    this.#following = null;
+  }
+
+  /** Shows the model's recent lines, then each new one as the gateway logs it, until the dialog closes. */
+  async #followLogs() {
+    this.#stopLogs();
+    const controller = new AbortController();
+    this.#following = controller;
     const id = this.id;
     const pre = byId("md-logs");
-    try {
-      const body = await apiJson(`/models/logs?model=${encodeURIComponent(id)}`);
-      if (id !== this.id) return;
-      const lines = Array.isArray(body?.lines) ? body.lines : [];
+    const state = byId("md-logs-state");
+    /** @type {string[]} */
+    let lines = [];
+    const show = () => {
+      // keep the view at the bottom only when it was there: someone reading up is not pulled down
+      const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24;
       pre.textContent = lines.length ? lines.join("\n") : "No log lines yet.";
-      pre.scrollTop = pre.scrollHeight;
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+    };
+    state.textContent = "";
+    try {
+      const res = await apiFetch(`/models/logs?model=${encodeURIComponent(id)}&follow=1`, {
+        signal: controller.signal,
+      });
+      if (!(res.headers.get("content-type") ?? "").includes("event-stream")) {
+        // an answer that is not a stream (from an API that cannot follow) holds the recent lines only
+        const body = await res.json();
+        lines = Array.isArray(body?.lines) ? body.lines : [];
+        return show();
+      }
+      state.textContent = "Live";
+      for await (const data of sseData(/** @type {ReadableStream<Uint8Array>} */ (res.body))) {
+        const event = JSON.parse(data);
+        const more = Array.isArray(event.data?.lines) ? event.data.lines : [];
+        lines = event.event === "snapshot" ? more : [...lines, ...more].slice(-LOG_LINES_SHOWN);
+        show();
+      }
+      state.textContent = "";
     } catch (e) {
-      if (id !== this.id) return;
+      if (controller.signal.aborted || id !== this.id) return;
+      state.textContent = "";
       pre.textContent = `Could not read the log: ${/** @type {Error} */ (e).message}`;
     }
   }

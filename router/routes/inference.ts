@@ -12,6 +12,8 @@ import { isSafeModelName } from "../sources/names.ts";
 import { EngineUnreachableError, forward } from "../proxy.ts";
 import { FAKE_TIMING_DELAY_MS } from "../config.ts";
 import type { GatewayDeps } from "../deps.ts";
+import { catalogModel } from "../metrics/families.ts";
+import { tapOf } from "../metrics/tap.ts";
 import { conversationTicket } from "../streams/conversations.ts";
 import type { ConversationTicket } from "../streams/owners.ts";
 
@@ -50,8 +52,16 @@ export const GET_ROUTES = ["/props", "/metrics", "/slots", "/lora-adapters"];
 
 export function inferenceRoutes(deps: GatewayDeps): Hono {
   const app = new Hono();
-  for (const path of POST_ROUTES) app.post(path, (c) => proxyPost(c, deps));
-  for (const path of GET_ROUTES) app.get(path, (c) => proxyGet(c, deps));
+  // each proxied request is observed (metrics, /activity) unless --no-metrics
+  const { observer } = deps;
+  for (const path of POST_ROUTES) {
+    if (observer) app.post(path, observer.tap(path));
+    app.post(path, (c) => proxyPost(c, deps));
+  }
+  for (const path of GET_ROUTES) {
+    if (observer) app.get(path, observer.tap(path));
+    app.get(path, (c) => proxyGet(c, deps));
+  }
   return app;
 }
 
@@ -116,6 +126,7 @@ async function resolveModel(
     name = await abortable(deps.puller.pull(name), signal);
   }
   const record = deps.scheduler.find(name);
+  if (record && catalogModel(record)) tapOf(c)?.routed(record.id);
   if (record) requireModelAllowed(c, record.names);
   return name;
 }
@@ -131,11 +142,14 @@ async function proxyTo(
 ): Promise<Response> {
   const { signal } = deadline;
   const url = new URL(c.req.url);
+  const tap = tapOf(c);
   // an engine that dies before answering costs the client nothing: the request is retried once on a fresh load
   for (let attempt = 0;; attempt++) {
+    tap?.acquiring();
     const held = await deps.scheduler.acquire(name, { autoload: autoloadOf(c, deps), signal, touch });
+    tap?.admitted();
     // the deadline ends with the lease: when the response body has been relayed, or the request failed
-    const lease = { ...held, release: () => (held.release(), deadline.end()) };
+    const lease = { ...held, release: () => (held.release(), deadline.end(), tap?.released()) };
     try {
       if (deps.config.fakeTiming) await sleep(FAKE_TIMING_DELAY_MS, signal);
       ticket?.admitted();
@@ -150,6 +164,7 @@ async function proxyTo(
         pathAndQuery: url.pathname + url.search,
         body,
         signal,
+        tap,
       });
     } catch (err) {
       if (!(err instanceof EngineUnreachableError)) throw err;

@@ -1,11 +1,12 @@
 /**
  * The `/models` entry of one model, in llama.cpp's shape, plus Switchyard's: `error` and `progress`;
- * `pinned`, `priority`, `ttl` and `expires_at`; and `status.memory` and `status.unload_reason`.
+ * `pinned`, `priority`, `ttl` and `expires_at`; and `status.memory`, `status.unload_reason` and
+ * `status.kv_cache` (the KV cache saved when it was last stopped, `--swap-kv-cache`).
  */
 import type { ModelRecord, Scheduler } from "../scheduler/scheduler.ts";
 
 /** What the entry reads from the table's owner besides the record. */
-export type EntryContext = Pick<Scheduler, "ttlOf" | "expiresAt" | "memoryOf">;
+export type EntryContext = Pick<Scheduler, "ttlOf" | "expiresAt" | "memoryOf" | "kvCacheOf">;
 
 export interface ModelEntry {
   id: string;
@@ -36,6 +37,15 @@ export function modelEntry(
   if (memory) status.memory = memory;
   // why it went, while it is gone
   if (record.unloadReason && !record.alive) status.unload_reason = record.unloadReason;
+  const saved = owner.kvCacheOf(record);
+  if (saved) {
+    status.kv_cache = {
+      tokens: saved.tokens,
+      bytes: saved.bytes,
+      slots: saved.slots,
+      saved_at: new Date(saved.savedAt).toISOString(),
+    };
+  }
   // the owner's clock is on the epoch scale, so its expiry is a date
   const expires = owner.expiresAt(record);
   if (record.progress && (record.state === "loading" || record.state === "downloading")) {

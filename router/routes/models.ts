@@ -1,4 +1,4 @@
-/** The router's model-management API: list, load, unload, logs (llama.cpp's `/models` family). */
+/** The router's model-management API: list, load, unload (llama.cpp's `/models` family; logs: logs.ts). */
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { modelVisible, requireAdmin, requireModelAllowed } from "../auth.ts";
@@ -67,13 +67,6 @@ export function modelRoutes(deps: GatewayDeps): Hono {
     deps.log(`deleted ${name}: ${removed.length} files`);
     deps.events.publish({ model: name, event: "model_remove" });
     return c.json({ success: true });
-  });
-  app.get("/models/logs", (c) => {
-    const name = c.req.query("model") ?? "";
-    const record = deps.scheduler.find(name);
-    if (!record) throw badRequest(`model '${name}' not found`);
-    requireModelAllowed(c, record.names);
-    return c.json({ model: record.id, lines: record.logs });
   });
   return app;
 }

@@ -93,6 +93,8 @@ export class ModelRecord {
   /** lines logged in all; `logMark` is where the current spawn's lines begin */
   logCount = 0;
   logMark = 0;
+  /** who follows this model's log line by line (`GET /models/logs?follow=1`): they read, never write */
+  readonly logFollowers = new Set<(line: string) => void>();
   #lastProgressEvent = -Infinity;
 
   constructor(public spec: ModelSpec) {}
@@ -175,6 +177,7 @@ export class ModelRecord {
     this.logs.push(line);
     this.logCount++;
     if (this.logs.length > LOG_LINES_KEPT) this.logs.splice(0, this.logs.length - LOG_LINES_KEPT);
+    for (const follow of this.logFollowers) follow(line);
   }
   /** The lines the current spawn logged (as many as are kept). */
   spawnLogs(): string[] {

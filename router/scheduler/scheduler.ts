@@ -29,6 +29,8 @@ import { onLoadFailure } from "./policies/oom.ts";
 import { enqueue } from "./policies/queue_order.ts";
 import { expiresAt, type IdleFacts, idleVerdict, resolveTtlS } from "./policies/ttl.ts";
 import { exitReason, type UnloadReason } from "./policies/unload_reason.ts";
+import type { KvCachePort, KvCacheSummary, KvCacheTarget } from "../kvcache/port.ts";
+import { savesOnStop } from "../kvcache/policy.ts";
 import { ModelRecord, type ModelState, type RunningEngine } from "./record.ts";
 import { admissionRequest, evictionFacts, idleFacts } from "./views.ts";
 
@@ -69,6 +71,14 @@ export interface SchedulerOptions {
    * 100 ms with one idle socket, 5 ms with none), and when it has exited, as its port may be reused.
    */
   closeConnections?: (port: number) => void;
+  /** engines serve their own `/metrics`, for the gateway's page (off with `--no-metrics`) */
+  engineMetrics?: boolean;
+  /**
+   * `--swap-kv-cache`: a model stopped on purpose has its engine's slots saved (after its requests,
+   * before its sockets are closed and it is asked to stop); loaded again, they are restored before it
+   * counts as ready. Each step is bounded by the port's `timeoutMs`.
+   */
+  kvCache?: KvCachePort;
   log?: (line: string) => void;
 }
 
@@ -103,6 +113,8 @@ const SETTLE_MS = 5000;
 const SETTLE_POLL_MS = 250;
 /** A model that can never fit: a 503 without Retry-After, since trying again does not help. */
 const NEVER_FITS_STATUS = 503;
+/** `keepAlive(name, 0)`: the TTL of a model to unload once idle (1 ms) */
+const KEEP_ALIVE_ONCE_IDLE_S = 0.001;
 
 /** What it takes to start a model now (`Scheduler.#placement`). */
 type Placement =
@@ -129,6 +141,8 @@ interface QueueEntry {
 export class Scheduler {
   readonly #records = new Map<string, ModelRecord>();
   readonly #aliases = new Map<string, string>();
+  /** TTLs requests set for a model's current load (`keepAlive`), with that load's generation */
+  readonly #keepAlive = new Map<string, { ttlS: number; generation: number }>();
   #queue: QueueEntry[] = [];
   #changed = Promise.withResolvers<void>();
   #closing = false;
@@ -175,7 +189,31 @@ export class Scheduler {
 
   /** The idle TTL in seconds that applies to the model (0 = never). */
   ttlOf(record: ModelRecord): number {
+    const kept = this.#keepAlive.get(record.id);
+    if (kept?.generation === record.generation) return kept.ttlS;
     return resolveTtlS(record.spec.ttlS, this.#opts.ttlS ?? 0);
+  }
+
+  /**
+   * A request's own idle TTL for the model's current load (Ollama's `keep_alive`), counted as any
+   * TTL is: seconds; 0 unloads it once idle; Infinity never; undefined goes back to the preset's
+   * `ttl` or `--models-ttl`. It wins over those until the next call or the model's next load.
+   */
+  keepAlive(name: string, seconds: number | undefined): void {
+    const record = this.find(name);
+    if (!record) return;
+    if (seconds === undefined) this.#keepAlive.delete(record.id);
+    else {
+      // to the TTL policy 0 means never: "once idle" is its shortest TTL, and a request within it still wins
+      const ttlS = seconds === Infinity ? 0 : Math.max(seconds, KEEP_ALIVE_ONCE_IDLE_S);
+      this.#keepAlive.set(record.id, { ttlS, generation: record.generation });
+    }
+    this.#armIdle(record);
+  }
+
+  /** The model's saved KV cache (`status.kv_cache`), if any. */
+  kvCacheOf(record: ModelRecord): KvCacheSummary | undefined {
+    return this.#opts.kvCache?.summary(record.id);
   }
 
   memoryOf(record: ModelRecord): MemoryView | undefined {
@@ -577,6 +615,10 @@ export class Scheduler {
     const options: OptionMap = new Map(spec.options);
     for (const [flag, value] of this.#opts.passthrough) options.set(flag, value);
     options.set("--alias", spec.id);
+    if (this.#opts.engineMetrics) options.set("--metrics", true);
+    if (this.#opts.kvCache?.enabledFor(spec)) {
+      for (const [flag, value] of this.#opts.kvCache.engineOptions(spec)) options.set(flag, value);
+    }
     // the gateway owns downloads: an engine only ever reads the cache
     if (options.has("--hf-repo")) options.set("--offline", true);
     // what the memory knowledge needs of the engine (its buffer sizes logged, a context its --fit keeps)
@@ -612,9 +654,12 @@ export class Scheduler {
     if (backoff) {
       this.#log(`${record.id} crashed ${record.crashes} times in a row: restarting in ${backoff} ms`);
     }
+    // llama-server refuses a --slot-save-path that does not exist: the model's folder is made first
+    const kv = this.#opts.kvCache;
+    const begin = kv?.enabledFor(record.spec) ? () => void kv.prepare(record.spec).then(start) : start;
     const wait = (this.#opts.loadDelayMs ?? 0) + backoff;
-    if (wait > 0) this.#clock.setTimer(wait, start);
-    else start();
+    if (wait > 0) this.#clock.setTimer(wait, begin);
+    else begin();
     this.#watchLoad(record, generation);
   }
 
@@ -674,6 +719,7 @@ export class Scheduler {
         break;
       }
       case "ready":
+        if (this.#restoreKvCache(record, generation, m.info)) return;
         this.#onReady(record, m.info);
         break;
       case "sleeping":
@@ -721,6 +767,61 @@ export class Scheduler {
     this.#armIdle(record);
     // a model ready and unused may be what frees a queued one's turn (its claim is now actual)
     this.#pump();
+  }
+
+  /**
+   * A fresh engine gets its saved KV cache back before it counts as ready: it stays `loading`, so no
+   * request is admitted until the restore has finished, failed or run out of time. False when there
+   * is nothing to restore (the feature is off for it, or this `ready` is a wake-up).
+   */
+  #restoreKvCache(record: ModelRecord, generation: number, info: Record<string, unknown>): boolean {
+    const kv = this.#opts.kvCache;
+    const target = this.#kvTarget(record);
+    // only a fresh engine: after a wake-up its cache is where it was
+    if (!kv || !target || record.state !== "loading" || record.readyAt !== undefined) return false;
+    // the restore is part of the load: the watchdog counts its silence from here, within its bound
+    record.lastActivity = this.#clock.now();
+    void this.#withinKvBound(record, "restore", (signal) => kv.restore(target, signal)).then(() => {
+      if (record.generation !== generation) return;
+      this.#onReady(record, info);
+      this.#notify();
+    });
+    return true;
+  }
+
+  /** Saves the engine's slots on a stop that keeps them: it serves nothing now, and it is still up. */
+  async #saveKvCache(record: ModelRecord): Promise<void> {
+    const kv = this.#opts.kvCache;
+    const target = this.#kvTarget(record);
+    if (!kv || !target || record.state !== "loaded" || record.inflight > 0 || !record.engine) return;
+    await this.#withinKvBound(record, "save", (signal) => kv.save(target, signal));
+  }
+
+  /** The engine whose slots to save or restore: the model keeps its cache, and its engine has a port. */
+  #kvTarget(record: ModelRecord): KvCacheTarget | undefined {
+    const { launch, port } = record;
+    if (!this.#opts.kvCache?.enabledFor(record.spec) || !launch || port === undefined) return undefined;
+    return { modelId: record.id, launch, port };
+  }
+
+  /** A KV cache step, given up after the port's bound: a slow disk never holds a stop or a load longer. */
+  async #withinKvBound(
+    record: ModelRecord,
+    what: "save" | "restore",
+    step: (signal: AbortSignal) => Promise<void>,
+  ): Promise<void> {
+    const bound = this.#opts.kvCache!.timeoutMs;
+    const controller = new AbortController();
+    const expired = delay(this.#clock, bound, controller.signal).then(() => true, () => false);
+    const finished = step(controller.signal).then(() => false, (err) => {
+      this.#log(`${record.id}: KV cache ${what} failed: ${(err as Error).message}`);
+      return false;
+    });
+    const overran = await Promise.race([finished, expired]);
+    const late = `KV cache ${what} took longer than ${bound} ms`;
+    // ends the timer, or tells the step that overran to give up
+    controller.abort(new Error(late));
+    if (overran) this.#log(`${record.id}: ${late}: going on without it`);
   }
 
   /** `exited` or `crashed`: the process is gone, and so is its claim. */
@@ -783,8 +884,12 @@ export class Scheduler {
     this.#queue = [entry, ...this.#queue];
   }
 
-  /** `beginStop`: no new requests; those in flight may finish (within stop-timeout); then the engine stops. */
-  async #stop(record: ModelRecord, reason: UnloadReason): Promise<void> {
+  /**
+   * `beginStop`: no new requests; those in flight may finish (within stop-timeout); its KV cache is
+   * saved when the reason keeps it (`savesOnStop`, unless `keepKvCache` says otherwise); then the
+   * engine stops.
+   */
+  async #stop(record: ModelRecord, reason: UnloadReason, keepKvCache = savesOnStop(reason)): Promise<void> {
     if (!record.alive) return;
     const timeoutMs = record.spec.stopTimeoutS * 1000;
     if (record.beginStop(reason)) {
@@ -808,6 +913,7 @@ export class Scheduler {
             delay(this.#clock, Math.max(0, deadline - this.#clock.now())),
           ]);
         }
+        if (keepKvCache) await this.#saveKvCache(record);
         if (record.port !== undefined) this.#opts.closeConnections?.(record.port);
         record.engine?.stop(timeoutMs);
       }
@@ -867,7 +973,9 @@ export class Scheduler {
 
   /** Stops the model if it runs and drops it from the table (`DELETE /models`). */
   async remove(record: ModelRecord): Promise<void> {
-    await this.#stop(record, "requested");
+    // what it would save goes with it
+    await this.#stop(record, "requested", false);
+    await this.#opts.kvCache?.discard(record.id);
     this.#records.delete(record.id);
     for (const [alias, id] of this.#aliases) if (id === record.id) this.#aliases.delete(alias);
     this.#notify();

@@ -92,6 +92,7 @@ function applySettings(spec: ModelSpec, layers: (PresetSection | undefined)[]): 
   spec.pinned = false;
   spec.priority = 0;
   spec.ttlS = undefined;
+  spec.swapKvCache = undefined;
   const presetOnly = new Map<string, string>();
   for (const section of layers) {
     if (!section) continue;
@@ -100,6 +101,7 @@ function applySettings(spec: ModelSpec, layers: (PresetSection | undefined)[]): 
     spec.pinned = section.pinned ?? spec.pinned;
     spec.priority = section.priority ?? spec.priority;
     spec.ttlS = section.ttlS ?? spec.ttlS;
+    spec.swapKvCache = section.swapKvCache ?? spec.swapKvCache;
     for (const [key, value] of section.presetOnly) presetOnly.set(key, value);
   }
   if (presetOnly.size) spec.presetOnly = presetOnly;

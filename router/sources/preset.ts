@@ -2,15 +2,15 @@
  * Preset files (`--models-preset`): INI sections turned into model options as llama.cpp's
  * `load_from_ini` does. A key is a llama-server flag without its dashes (`ctx-size`, `c`,
  * `no-mmap`), its env name (`LLAMA_ARG_CTX_SIZE`), or a preset-only key (`load-on-startup`,
- * `stop-timeout`, `dedup-cache-models`, and Switchyard's `pin`, `priority`, `ttl`). `[*]` is the global
- * section.
+ * `stop-timeout`, `dedup-cache-models`, and Switchyard's `pin`, `priority`, `ttl`, `swap-kv-cache`).
+ * `[*]` is the global section.
  *
  * Deviations, all turning a silent misbehaviour into an error that names file, line and key:
  * - a switch (`mmap`, `no-mmap`, `swa-full`) takes a boolean (`true/false`, `on/off`,
  *   `enabled/disabled`, `1/0`); llama.cpp turns any other value into "on";
  * - `stop-timeout` must be a whole number of seconds (llama.cpp warns and uses 10), and
  *   `load-on-startup`/`dedup-cache-models` take booleans (llama.cpp reads anything else as false);
- *   so do `ttl` (seconds, 0 = never), `priority` (an integer) and `pin` (a boolean);
+ *   so do `ttl` (seconds, 0 = never), `priority` (an integer), `pin` and `swap-kv-cache` (booleans);
  * - two spellings of one option in one section (`c` and `ctx-size`) are an error (llama.cpp keeps
  *   the spelling that sorts last); two-value options are refused here, not at spawn time;
  * - two headers that canonicalise to one name (`[x:q4_k_m]`, `[x:Q4_K_M]`) are an error, and so
@@ -54,6 +54,7 @@ export interface PresetSection {
   pinned?: boolean;
   priority?: number;
   ttlS?: number;
+  swapKvCache?: boolean;
 }
 
 export interface Preset {
@@ -74,6 +75,7 @@ const PRESET_ONLY: Record<string, string> = {
   "pin": "pin",
   "priority": "priority",
   "ttl": "ttl",
+  "swap-kv-cache": "swap-kv-cache",
 };
 
 /** Reads and parses a preset file; a missing file is a `SourceError`. */
@@ -198,6 +200,9 @@ function readPresetOnly(
       break;
     case "load-on-startup":
       section.loadOnStartup = bool();
+      break;
+    case "swap-kv-cache":
+      section.swapKvCache = bool();
       break;
     default:
       section.dedupCacheModels = bool();

@@ -29,6 +29,8 @@ export interface ModelSpec {
   priority: number;
   /** preset `ttl` in seconds (0 = never); undefined: `--models-ttl` decides */
   ttlS?: number;
+  /** preset `swap-kv-cache`: keep its KV cache across stops; undefined: `--swap-kv-cache` decides */
+  swapKvCache?: boolean;
   /**
    * The preset-only keys as written (`load-on-startup`, `stop-timeout`, `dedup-cache-models`), after
    * `[*]` and the section: llama.cpp shows them in `status.preset`.

@@ -172,7 +172,8 @@ function rows(): ErrorRow[] {
     },
     { name: "multipart form, no model", path: "/v1/audio/transcriptions", body: form(), status: 400 },
     { name: "GET /slots without ?model", method: "GET", path: "/slots", status: 400 },
-    { name: "GET /metrics without ?model", method: "GET", path: "/metrics", status: 400 },
+    // without ?model, /metrics is the gateway's own page (tests/unit/http_observability_test.ts)
+    { name: "GET /metrics of an unknown model", method: "GET", path: "/metrics?model=nope", status: 400 },
     // --- unknown paths and methods
     { name: "unknown path", method: "GET", path: "/no/such/path", status: 404 },
     { name: "unknown POST path", path: "/v1/no-such-endpoint", body: chat("alpha"), status: 404 },
@@ -273,7 +274,8 @@ Deno.test("a multipart body is routed by its model field and reaches the engine 
 });
 
 Deno.test("GET /props, /slots and /metrics with ?model= reach that model's engine, the query kept", async () => {
-  await withInProcess(["alpha"], { args: ARGS }, async (gw) => {
+  // llama-server serves its own /metrics only when started with --metrics
+  await withInProcess(["alpha"], { args: [...ARGS, "--metrics"] }, async (gw) => {
     assertEquals((await tokenize(gw, "alpha")).status, 200);
     const props = await gw.send("/props?model=alpha");
     assertEquals(await props.json(), { model_alias: "alpha", role: "model" });

@@ -132,7 +132,7 @@ Deno.test("a load failure reaches every waiter as a 500 with the engine's log; t
 });
 
 Deno.test("explicit load evicts an idle model; with only busy models it reports the limit", async () => {
-  const { scheduler, state } = setup(1);
+  const { scheduler } = setup(1);
   (await use(scheduler, "a")).release();
   await scheduler.load("b");
   assert(scheduler.find("a")!.stopping, "a's stop has begun: b loads while it exits");
