@@ -27,7 +27,7 @@ export function activityRoutes(deps: GatewayDeps): Hono {
     return followSse<ActivityEntry>(c, {
       snapshot: () => ({ event: "snapshot", data: observer.activity.recent(keep, limit) }),
       subscribe: (push) => observer.activity.subscribe((entry) => keep(entry) && push(entry)),
-      render: (entries, dropped) => ({ event: "activity", data: entries, ...(dropped ? { dropped } : {}) }),
+      render: (entries, dropped) => [{ event: "activity", data: entries, ...(dropped ? { dropped } : {}) }],
     });
   });
   return app;

@@ -1,5 +1,5 @@
 /**
- * A followed feed as server-sent events (`?follow=1` of `/models/logs` and `/activity`): what there
+ * A followed feed as server-sent events (`/models/sse`, `?follow=1` of `/models/logs` and `/activity`): what there
  * is now first, then what comes, each write carrying everything that arrived since the last one. The
  * snapshot is taken in the same turn as the subscription, so nothing falls between them or comes
  * twice. A client that reads slower than items come loses the oldest (and is told how many), instead
@@ -13,8 +13,11 @@ export interface FollowOptions<T> {
   snapshot(): unknown;
   /** starts delivering new items to `push`; returns the unsubscribe */
   subscribe(push: (item: T) => void): () => void;
-  /** one event's data for the items that arrived since the last write; `dropped`: lost to a slow reader */
-  render(items: T[], dropped: number): unknown;
+  /**
+   * The events' data for the items that arrived since the last write (one event for a batch, or one for
+   * each); `dropped`: lost to a slow reader
+   */
+  render(items: T[], dropped: number): unknown[];
   /** items held for a slow reader at most */
   maxPending?: number;
 }
@@ -55,7 +58,7 @@ export function followSse<T>(c: Context, opts: FollowOptions<T>): Response {
         const lost = dropped;
         pending = [];
         dropped = 0;
-        await stream.writeSSE({ data: JSON.stringify(opts.render(items, lost)) });
+        for (const data of opts.render(items, lost)) await stream.writeSSE({ data: JSON.stringify(data) });
       }
     } finally {
       unsubscribe();

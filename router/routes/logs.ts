@@ -25,11 +25,11 @@ export function logRoutes(deps: GatewayDeps): Hono {
         record.logFollowers.add(push);
         return () => record.logFollowers.delete(push);
       },
-      render: (lines, dropped) => ({
+      render: (lines, dropped) => [{
         model: record.id,
         event: "log",
         data: dropped ? { lines, dropped } : { lines },
-      }),
+      }],
     });
   });
   return app;
