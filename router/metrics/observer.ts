@@ -29,26 +29,6 @@ import { catalogModel, GatewayMetrics, type ModelTable } from "./families.ts";
 import { watchLoads } from "./model_events.ts";
 import { type FinishedRequest, tapRequests } from "./tap.ts";
 
-/** Endpoints whose answers carry token usage: only theirs are looked at for it. */
-const COUNTS_TOKENS = new Set([
-  "/completion",
-  "/completions",
-  "/v1/completions",
-  "/chat/completions",
-  "/v1/chat/completions",
-  "/v1/responses",
-  "/responses",
-  "/v1/messages",
-  "/infill",
-  "/embedding",
-  "/embeddings",
-  "/v1/embeddings",
-  "/rerank",
-  "/reranking",
-  "/v1/rerank",
-  "/v1/reranking",
-]);
-
 export interface ObserverOptions {
   table: ModelTable;
   events: EventBus;
@@ -86,9 +66,12 @@ export class Observer {
     watchLoads(opts.events, this.metrics);
   }
 
-  /** The middleware for one proxied route (`endpoint` is its path pattern, a bounded label). */
-  tap(endpoint: string): MiddlewareHandler {
-    return tapRequests(endpoint, COUNTS_TOKENS.has(endpoint), this.#sink);
+  /**
+   * The middleware for one proxied route (`endpoint` is its path pattern, a bounded label);
+   * `countsTokens`: its answers carry token usage, which is then read from their last bytes.
+   */
+  tap(endpoint: string, countsTokens: boolean): MiddlewareHandler {
+    return tapRequests(endpoint, countsTokens, this.#sink);
   }
 
   /** The content type of `page()`. */

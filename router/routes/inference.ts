@@ -47,6 +47,25 @@ export const POST_ROUTES = [
   "/lora-adapters",
   "/slots/:id_slot",
 ];
+/** Those of `POST_ROUTES` whose answers carry token usage (the metrics read it from their last bytes). */
+export const USAGE_ROUTES: ReadonlySet<string> = new Set([
+  "/completion",
+  "/completions",
+  "/v1/completions",
+  "/chat/completions",
+  "/v1/chat/completions",
+  "/v1/responses",
+  "/responses",
+  "/v1/messages",
+  "/infill",
+  "/embedding",
+  "/embeddings",
+  "/v1/embeddings",
+  "/rerank",
+  "/reranking",
+  "/v1/rerank",
+  "/v1/reranking",
+]);
 /** Routed by `?model=`; `GET /props` without it is the gateway's own. */
 export const GET_ROUTES = ["/props", "/metrics", "/slots", "/lora-adapters"];
 
@@ -55,11 +74,11 @@ export function inferenceRoutes(deps: GatewayDeps): Hono {
   // each proxied request is observed (metrics, /activity) unless --no-metrics
   const { observer } = deps;
   for (const path of POST_ROUTES) {
-    if (observer) app.post(path, observer.tap(path));
+    if (observer) app.post(path, observer.tap(path, USAGE_ROUTES.has(path)));
     app.post(path, (c) => proxyPost(c, deps));
   }
   for (const path of GET_ROUTES) {
-    if (observer) app.get(path, observer.tap(path));
+    if (observer) app.get(path, observer.tap(path, false));
     app.get(path, (c) => proxyGet(c, deps));
   }
   return app;

@@ -10,10 +10,10 @@ import { join } from "node:path";
 import type { Page, Request } from "playwright-core";
 import { ensureWebui, WebuiUnavailableError } from "../../router/engine/webui.ts";
 import { startGateway, type TestGateway } from "../helpers/gateway.ts";
-import { engineAvailable } from "../helpers/http.ts";
+import { engineAvailable, postJson, waitForStatus } from "../helpers/http.ts";
 import { makeModelsDir } from "../helpers/models.ts";
 import { engineOf } from "../helpers/processes.ts";
-import { HANG_MS } from "../helpers/wait.ts";
+import { delay, HANG_MS } from "../helpers/wait.ts";
 import { assert, assertEquals, assertIncludes } from "./ui_assert.ts";
 import { artifactPath, browserMissing, launchBrowser } from "./ui_helpers.ts";
 
@@ -161,14 +161,18 @@ Deno.test({
       let resumed: Promise<unknown> | undefined;
       await t.step("a model picked from the dropdown answers; the page reloads mid-answer", async () => {
         await pickModel(page, models, "beta");
-        await send(page, "Tell me a long story.");
-        await page.waitForFunction(`(${LAST_ANSWER}?.innerText ?? "").trim().length > 20`, undefined, {
-          timeout: HANG_MS,
-        });
         // The answer must still be under way when the reloaded page looks for it, however fast the
-        // engine: it is frozen from the first streamed text until the page asks to replay the stream.
+        // engine: beta is loaded and frozen before the question, runs in short steps until the page
+        // shows text, and stays frozen from then until the page asks to replay the stream.
+        await (await postJson(gw!, "/models/load", { model: "beta" })).body?.cancel();
+        await waitForStatus(gw!, "beta", "loaded");
         engine = engineOf(join(dir, "beta.gguf"));
         Deno.kill(engine, "SIGSTOP");
+        await send(page, "Tell me a long story.");
+        await runInSteps(
+          engine,
+          () => page.evaluate<boolean>(`(${LAST_ANSWER}?.innerText ?? "").trim().length > 20`),
+        );
         before = await page.locator(".chat-message-assistant").last().innerText();
         const shown = await page.evaluate<number>(SHOWN_TOKENS);
         assert(shown < ANSWER_TOKENS, `the answer had ended before the reload (${shown} tokens)`);
@@ -216,6 +220,23 @@ function resumeEngine(pid: number): void {
     Deno.kill(pid, "SIGCONT");
   } catch {
     // gone
+  }
+}
+
+/** How long a frozen engine runs at a time: a few dozen tokens even on a fast machine. */
+const STEP_MS = 5;
+
+/**
+ * Lets the frozen `engine` run a step at a time until `shows` holds, and leaves it frozen: however
+ * fast the engine, the page sees the answer a few steps' tokens in, far from its end.
+ */
+async function runInSteps(engine: number, shows: () => Promise<boolean>): Promise<void> {
+  const deadline = performance.now() + HANG_MS;
+  while (!await shows()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${HANG_MS} ms: no answer shown`);
+    resumeEngine(engine);
+    await delay(STEP_MS);
+    Deno.kill(engine, "SIGSTOP");
   }
 }
 

@@ -6,6 +6,7 @@
  */
 import { tinyLlamaVocab, TokenType } from "../fixtures/gguf.ts";
 import type { HasUrl } from "./http.ts";
+import { sseData } from "./sse_feed.ts";
 
 /** What one turn tells. */
 export interface Turn {
@@ -54,22 +55,13 @@ export async function turn(gw: HasUrl, model: string, prompt: number[], nPredict
   const tokens: number[] = [];
   let firstTokenMs = -1;
   let promptN = -1;
-  let buf = "";
-  const decoder = new TextDecoder();
-  for await (const chunk of res.body!) {
-    buf += decoder.decode(chunk, { stream: true });
-    let cut;
-    while ((cut = buf.indexOf("\n\n")) >= 0) {
-      const line = buf.slice(0, cut).split("\n").find((l) => l.startsWith("data:"));
-      buf = buf.slice(cut + 2);
-      if (!line) continue;
-      const event = JSON.parse(line.slice(5));
-      if (Array.isArray(event.tokens) && event.tokens.length) {
-        if (firstTokenMs < 0) firstTokenMs = performance.now() - started;
-        tokens.push(...event.tokens);
-      }
-      if (event.timings) promptN = event.timings.prompt_n;
+  for await (const data of sseData(res.body!)) {
+    const event = JSON.parse(data);
+    if (Array.isArray(event.tokens) && event.tokens.length) {
+      if (firstTokenMs < 0) firstTokenMs = performance.now() - started;
+      tokens.push(...event.tokens);
     }
+    if (event.timings) promptN = event.timings.prompt_n;
   }
   if (promptN < 0) throw new Error(`/completion for ${model}: the stream ended without timings`);
   return { tokens, promptN, firstTokenMs };

@@ -9,6 +9,29 @@ export interface SseEvent {
   data?: Record<string, unknown>;
 }
 
+/**
+ * The `data:` payload of each event of an event stream as it arrives (an event's `data:` lines
+ * joined); `afterChunk` runs once the events of each chunk read have been taken.
+ */
+export async function* sseData(
+  body: ReadableStream<Uint8Array>,
+  afterChunk?: () => void,
+): AsyncGenerator<string> {
+  let buf = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of body) {
+    buf += decoder.decode(chunk, { stream: true });
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim());
+      if (data.length) yield data.join("\n");
+    }
+    afterChunk?.();
+  }
+}
+
 /** The feed of one gateway; `onEvent` sees each event as it arrives (to sample the gateway then). */
 export class SseFeed {
   readonly events: SseEvent[] = [];
@@ -21,21 +44,10 @@ export class SseFeed {
       const res = await fetch(`${gw.url}/models/sse`, { signal: this.#abort.signal });
       assertEquals(res.status, 200);
       assertMatch(res.headers.get("content-type") ?? "", /text\/event-stream/);
-      let buf = "";
-      const decoder = new TextDecoder();
-      for await (const chunk of res.body!) {
-        buf += decoder.decode(chunk, { stream: true });
-        let cut;
-        while ((cut = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, cut);
-          buf = buf.slice(cut + 2);
-          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim());
-          if (!data.length) continue;
-          const event = JSON.parse(data.join("\n"));
-          this.events.push(event);
-          onEvent?.(event);
-        }
-        this.#wake?.();
+      for await (const data of sseData(res.body!, () => this.#wake?.())) {
+        const event = JSON.parse(data);
+        this.events.push(event);
+        onEvent?.(event);
       }
     })().catch(() => {});
   }
