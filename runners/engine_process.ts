@@ -10,6 +10,7 @@ import {
   ROUTER_PORT_ENV,
 } from "./child_protocol.ts";
 import { forEachLine } from "./lines.ts";
+import { ServingTraceFilter } from "./serving_trace.ts";
 import { tiedToParent } from "./lifeline.ts";
 import type { EngineLaunch } from "./protocol.ts";
 
@@ -60,13 +61,16 @@ export class EngineProcess {
     // Writes after the engine exited fail; that failure carries no news.
     this.#stdin.closed.catch(() => {});
 
-    const onLine = (line: string) => {
+    let ready = false;
+    const onLineOf = (trace: ServingTraceFilter | undefined) => (line: string) => {
       const message = parseEngineLine(line);
       if (message.type === "log") {
         if (!this.#bound && line.includes(BIND_FAILURE_TEXT)) this.#bindFailed = true;
+        if (ready && trace && !trace.keep(line)) return;
       } else {
         // llama-server binds its port before it loads, so any state line proves the port is ours.
         this.#bound = true;
+        if (message.type === "ready") ready = true;
         // Its stdin monitor starts with the first `ready` (or at once in download mode) and then stays.
         if (message.type === "ready" || (message.type === "progress" && "url" in message.progress)) {
           this.#readsStdin = true;
@@ -74,9 +78,10 @@ export class EngineProcess {
       }
       onMessage(message);
     };
+    const traceFilter = () => launch.dropServingTrace ? new ServingTraceFilter() : undefined;
     const drained = Promise.all([
-      forEachLine(this.#child.stdout, onLine),
-      forEachLine(this.#child.stderr, onLine),
+      forEachLine(this.#child.stdout, onLineOf(traceFilter())),
+      forEachLine(this.#child.stderr, onLineOf(traceFilter())),
     ]);
     this.exited = this.#child.status.then(async (status) => {
       this.#exited = true;

@@ -13,6 +13,11 @@ export interface EngineLaunch {
   args: string[];
   /** extra environment on top of the runner's own */
   env: Record<string, string>;
+  /**
+   * the gateway raised the engine's verbosity for its own reading of the load (`-lv 4`): once the
+   * engine is ready, its per-request trace lines are dropped (serving_trace.ts)
+   */
+  dropServingTrace?: boolean;
 }
 
 /** gateway → runner */

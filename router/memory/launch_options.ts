@@ -7,7 +7,9 @@
  *   INFO lines, which llama-server shows only at `-lv 4` (common/log.cpp maps GGML INFO to verbosity 4);
  *   nothing printed at the default `-lv 3` carries a size. Measured on the tiny model through the
  *   gateway: 27 lines a request instead of 9, +0.06-0.09 ms of CPU on a 1.1 ms request, no change in
- *   latency beyond noise.
+ *   latency beyond noise. With a warm prompt cache it is far more (89 lines a 64-token stream, a line
+ *   per cached prompt), so once the engine is ready its runner drops the per-request trace that only
+ *   this verbosity shows (`raisedVerbosity`, runners/serving_trace.ts).
  * - `-c`: without one the engine's own `--fit` (on by default) shrinks the context when it finds too
  *   little memory (measured: `-fitt 24080` on a 24 GiB host turned 65536 into 15872, logged at `-lv 4`
  *   only), so the model would run on less than it was admitted and listed for. Any explicit `-c`,
@@ -85,6 +87,15 @@ export function gatewayLaunchOptions(options: OptionMap, env: Env, gpus: readonl
   const targets = fitTargets(gpus, devices);
   if (targets !== undefined && !given(out, env, "--fit-target")) out.set("--fit-target", targets);
   return out;
+}
+
+/**
+ * `launched` has the verbosity `gatewayLaunchOptions` adds, which `options` (the user's) did not ask
+ * for: the engine's per-request trace is then the gateway's doing, and its runner drops it once the load
+ * has been read (runners/serving_trace.ts).
+ */
+export function raisedVerbosity(options: OptionMap, launched: OptionMap): boolean {
+  return !options.has("--log-verbosity") && launched.get("--log-verbosity") === OBSERVE_VERBOSITY;
 }
 
 /** The GPUs of `devices` with their reserves, for `gatewayLaunchOptions`. */

@@ -19,6 +19,7 @@ import type { ModelSpec } from "../sources/types.ts";
 import type { EngineLaunch, RunnerMessage } from "../../runners/protocol.ts";
 import type { EventBus } from "./events.ts";
 import type { MemoryPort, ProjectionView } from "./memory_port.ts";
+import { raisedVerbosity } from "../memory/launch_options.ts";
 import { type AdmissionRequest, admit } from "./policies/admission.ts";
 import { autoRestartAllowed, crashesAfterExit, restartDelayMs } from "./policies/backoff.ts";
 import { type Clock, delay, realClock, type TimerHandle } from "./policies/clock.ts";
@@ -623,7 +624,12 @@ export class Scheduler {
     if (options.has("--hf-repo")) options.set("--offline", true);
     // what the memory knowledge needs of the engine (its buffer sizes logged, a context its --fit keeps)
     const launched = this.#opts.memory?.launchOptions?.(options) ?? options;
-    return { bin: this.#opts.engineBin, args: renderArgs(launched), env: this.#opts.engineEnv ?? {} };
+    return {
+      bin: this.#opts.engineBin,
+      args: renderArgs(launched),
+      env: this.#opts.engineEnv ?? {},
+      dropServingTrace: raisedVerbosity(options, launched),
+    };
   }
 
   /** The argv shown in `status.args`, as llama.cpp shows its child's. */

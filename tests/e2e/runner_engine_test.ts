@@ -221,3 +221,60 @@ runnerTest(
     assert(exits.every((e) => e.code === 0 && e.signal === null), JSON.stringify(exits));
   },
 );
+
+runnerTest(
+  "runner + llama-server at -lv 4: the load's buffer lines always pass; the serving trace only when asked for",
+  async ({ launch, pool, seen }) => {
+    const streamed = async (port: number, prompt: string) => {
+      const res = await fetch(`http://127.0.0.1:${port}/completion`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prompt, n_predict: 8, stream: true }),
+      });
+      assertEquals(res.status, 200);
+      await res.text();
+    };
+    const seenLines = async (dropServingTrace: boolean) => {
+      const lines: { line: string; afterReady: boolean }[] = [];
+      let isReady = false;
+      const base = launch(["-lv", "4", "--log-prefix", "--log-timestamps", "-np", "2"]);
+      const runner = pool.start({ ...base, dropServingTrace }, (m) => {
+        if (m.type === "ready") isReady = true;
+        const got = m.type === "log" ? [m.line] : m.type === "logs" ? m.lines : [];
+        for (const line of got) lines.push({ line, afterReady: isReady });
+      });
+      const port = await runner.port;
+      await waitFor(() => isReady, HANG_MS, "ready");
+      seen.push(runner.pid, runner.enginePid!);
+      // two requests, so the second finds the first's prompt in the prompt cache and traces it
+      for (const prompt of ["hello there", "hello there again"]) await streamed(port, prompt);
+      // each request's last line is an INFO line, kept either way: once two are in, both have been relayed
+      await waitFor(
+        () => lines.filter((l) => l.line.includes("stop processing")).length === 2,
+        HANG_MS,
+        "both requests' 'stop processing' lines",
+      );
+      await runner.stop(GRACEFUL_MS);
+      await runner.exited;
+      return lines;
+    };
+    const trace = /prompt cache update took|sampler params:|saving idle slot|- skipping, slot is empty/;
+    for (const drop of [true, false]) {
+      const lines = await seenLines(drop);
+      const buffers = lines.filter((l) => !l.afterReady && /buffer size\s*=/.test(l.line));
+      assert(buffers.length > 0, "the load's buffer lines, which the memory observation reads");
+      const traced = lines.filter((l) => l.afterReady && trace.test(l.line)).map((l) => l.line);
+      const continued = lines.filter((l) => l.afterReady && l.line.startsWith("\t")).length;
+      if (drop) {
+        assertEquals(traced, []);
+        assertEquals(continued, 0, "the sampler settings under 'sampler params:' went with it");
+      } else {
+        assert(traced.length >= 4, `the engine's trace passes when it was asked for: ${traced.length} lines`);
+        assert(continued > 0, "the sampler settings under 'sampler params:'");
+      }
+      console.log(
+        `  dropServingTrace ${drop}: ${lines.filter((l) => l.afterReady).length} lines after ready`,
+      );
+    }
+  },
+);

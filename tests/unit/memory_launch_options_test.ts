@@ -9,6 +9,7 @@ import {
   fitTargets,
   GATEWAY_CACHE_RAM_MIB,
   gatewayLaunchOptions,
+  raisedVerbosity,
 } from "../../router/memory/launch_options.ts";
 import { GiB } from "../../router/memory/size.ts";
 
@@ -39,6 +40,16 @@ Deno.test("launch options: what the user set wins, by flag or by environment", (
   assertEquals(added(model(), env), {});
   // an empty variable is unset, as llama.cpp reads it
   assertEquals(added(model(), { LLAMA_ARG_CTX_SIZE: "" })["--ctx-size"], "0");
+});
+
+Deno.test("launch options: the verbosity counts as raised only when the gateway raised it", () => {
+  const raised = (options: OptionMap, env: Record<string, string> = {}) =>
+    raisedVerbosity(options, gatewayLaunchOptions(options, env, NO_GPUS));
+  assertEquals(raised(model()), true);
+  assertEquals(raised(model(["--log-verbosity", "4"])), false);
+  assertEquals(raised(model(["--log-verbose", true])), false);
+  assertEquals(raised(model(), { LLAMA_ARG_LOG_VERBOSITY: "4" }), false);
+  assertEquals(raisedVerbosity(model(), model()), false);
 });
 
 Deno.test("launch options: options the memory reader refuses are launched as given, for the engine to refuse", () => {
