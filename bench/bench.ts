@@ -215,7 +215,6 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
     : undefined;
   const metricsCost = opts.phases.has("metrics")
     ? await measureMetricsCost({
-      on: gw,
       modelsDir,
       bin,
       engineFlags: opts.engineFlags,

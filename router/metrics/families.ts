@@ -7,6 +7,7 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ModelRecord } from "../scheduler/record.ts";
 import type { FinishedRequest } from "./tap.ts";
+import { register, RequestFamilies } from "./request_families.ts";
 
 /** What the gauges read: the model table as it is at scrape time. */
 export interface ModelTable {
@@ -45,44 +46,46 @@ export function countedState(record: Pick<ModelRecord, "state" | "failed">): Cou
 
 export class GatewayMetrics {
   readonly registry = new Registry();
-  readonly requests: Counter<"model" | "endpoint" | "status">;
-  readonly requestSeconds: Histogram<"model" | "endpoint">;
-  readonly firstTokenSeconds: Histogram<"model">;
-  readonly queueWaitSeconds: Histogram<"model">;
-  readonly tokens: Counter<"model" | "type">;
+  readonly #requests = new RequestFamilies({
+    duration: REQUEST_SECONDS,
+    firstToken: FIRST_TOKEN_SECONDS,
+    queueWait: QUEUE_SECONDS,
+  });
   readonly loads: Counter<"model" | "result">;
   readonly loadSeconds: Histogram<"model">;
   readonly unloads: Counter<"model" | "reason">;
 
   constructor(table: ModelTable) {
     const registers = [this.registry];
-    this.requests = new Counter({
-      name: "switchyard_requests_total",
-      help: "Proxied requests by the model they were routed to (empty: none), endpoint and HTTP status",
-      labelNames: ["model", "endpoint", "status"],
-      registers,
-    });
-    this.requestSeconds = new Histogram({
-      name: "switchyard_request_duration_seconds",
-      help: "Time from a proxied request's arrival to the end of its answer",
-      labelNames: ["model", "endpoint"],
-      buckets: REQUEST_SECONDS,
-      registers,
-    });
-    this.firstTokenSeconds = new Histogram({
-      name: "switchyard_time_to_first_token_seconds",
-      help: "Time from a streamed request's arrival to its first streamed chunk",
-      labelNames: ["model"],
-      buckets: FIRST_TOKEN_SECONDS,
-      registers,
-    });
-    this.queueWaitSeconds = new Histogram({
-      name: "switchyard_queue_wait_seconds",
-      help: "Time a request waited for its model to serve it (queued for room, loading included)",
-      labelNames: ["model"],
-      buckets: QUEUE_SECONDS,
-      registers,
-    });
+    const families = this.#requests;
+    register(
+      this.registry,
+      families.requests(
+        "switchyard_requests_total",
+        "Proxied requests by the model they were routed to (empty: none), endpoint and HTTP status",
+      ),
+    );
+    register(
+      this.registry,
+      families.durations(
+        "switchyard_request_duration_seconds",
+        "Time from a proxied request's arrival to the end of its answer",
+      ),
+    );
+    register(
+      this.registry,
+      families.firstTokens(
+        "switchyard_time_to_first_token_seconds",
+        "Time from a streamed request's arrival to its first streamed chunk",
+      ),
+    );
+    register(
+      this.registry,
+      families.queueWaits(
+        "switchyard_queue_wait_seconds",
+        "Time a request waited for its model to serve it (queued for room, loading included)",
+      ),
+    );
     new Gauge({
       name: "switchyard_queue_waiting",
       help: "Requests waiting for the model now",
@@ -93,13 +96,13 @@ export class GatewayMetrics {
         for (const r of table.records()) if (catalogModel(r)) this.set({ model: r.id }, r.waiting);
       },
     });
-    this.tokens = new Counter({
-      name: "switchyard_tokens_total",
-      help:
+    register(
+      this.registry,
+      families.tokens(
+        "switchyard_tokens_total",
         "Tokens by the engine's usage or timings in each answer: prompt (cached ones included) or generated",
-      labelNames: ["model", "type"],
-      registers,
-    });
+      ),
+    );
     this.loads = new Counter({
       name: "switchyard_model_loads_total",
       help:
@@ -149,16 +152,7 @@ export class GatewayMetrics {
 
   /** A proxied request ended (its whole answer relayed, or its error sent). */
   requestFinished(r: FinishedRequest): void {
-    const model = r.model ?? "";
-    this.requests.inc({ model, endpoint: r.endpoint, status: String(r.status) });
-    this.requestSeconds.observe({ model, endpoint: r.endpoint }, r.durationMs / 1000);
-    if (r.model === undefined) return;
-    if (r.queueWaitMs !== undefined) this.queueWaitSeconds.observe({ model }, r.queueWaitMs / 1000);
-    if (r.streamed && r.firstChunkMs !== undefined) {
-      this.firstTokenSeconds.observe({ model }, r.firstChunkMs / 1000);
-    }
-    if (r.usage.prompt) this.tokens.inc({ model, type: "prompt" }, r.usage.prompt);
-    if (r.usage.generated) this.tokens.inc({ model, type: "generated" }, r.usage.generated);
+    this.#requests.finished(r);
   }
 
   loadEnded(model: string, result: LoadResult, seconds?: number): void {

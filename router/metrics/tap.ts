@@ -31,11 +31,12 @@ export interface FinishedRequest {
 /** Where finished requests go (the metrics and the activity ring). */
 export type RequestSink = (request: FinishedRequest) => void;
 
+const NO_USAGE: TokenUsage = Object.freeze({});
+
 /** Stream chunks kept for the token count: the final event and a `[DONE]` after it, with margin. */
 const TAIL_CHUNKS = 3;
 
 export class RequestTap {
-  readonly #startedAt = Date.now();
   readonly #start = performance.now();
   #model?: string;
   #waitStart?: number;
@@ -45,7 +46,8 @@ export class RequestTap {
   #streaming = false;
   #streamEnded = false;
   #finished = false;
-  readonly #tail: Uint8Array[] = [];
+  /** the last chunks of a stream, from its first one on */
+  #tail?: Uint8Array[];
   #body?: Uint8Array;
 
   /** `countsTokens`: the endpoint's answers carry usage (completions, chat, embeddings...) */
@@ -75,8 +77,9 @@ export class RequestTap {
   chunk(bytes: Uint8Array): void {
     this.#firstChunkAt ??= performance.now();
     if (!this.countsTokens) return;
-    if (this.#tail.length === TAIL_CHUNKS) this.#tail.shift();
-    this.#tail.push(bytes);
+    const tail = this.#tail ??= [];
+    if (tail.length === TAIL_CHUNKS) tail.shift();
+    tail.push(bytes);
   }
   /** The lease was given back: after a stream, that is its end. */
   released(): void {
@@ -96,7 +99,7 @@ export class RequestTap {
     const end = performance.now();
     const tail = this.#body ? [this.#body] : this.#tail;
     this.sink({
-      startedAt: this.#startedAt,
+      startedAt: Math.round(performance.timeOrigin + this.#start),
       model: this.#model,
       endpoint: this.endpoint,
       status: this.#status,
@@ -106,7 +109,7 @@ export class RequestTap {
         : undefined,
       firstChunkMs: this.#firstChunkAt === undefined ? undefined : this.#firstChunkAt - this.#start,
       durationMs: end - this.#start,
-      usage: tail.length ? usageOf(tailText(tail)) : {},
+      usage: tail ? usageOf(tailText(tail)) : NO_USAGE,
     });
   }
 }
