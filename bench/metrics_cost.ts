@@ -39,8 +39,8 @@ export interface MetricsCost<M extends Measure = Measure> {
     rps: Record<Switch, M>;
     gatewayCpuUsPerRequest: Record<Switch, M>;
     /** on − off relative to off, per pair of adjacent rounds: the mean, and two standard errors of it */
-    rpsChange: Change<M>;
-    cpuChange: Change<M>;
+    rpsChange?: Change<M>;
+    cpuChange?: Change<M>;
   };
 }
 

@@ -35,3 +35,27 @@ Deno.test("metrics on vs off: a section of its own, with the differences; none w
   assertMatch(report, /\| gateway CPU µs per request, 16 connections +\| +204 \| +200 \| +\+2\.0% \|/);
   assertEquals(report.endsWith("\n"), true);
 });
+
+Deno.test("metrics on vs off: paired rounds and blocked p50s show their noise and say whether the change is in it", () => {
+  const cost: MetricsCost<number> = {
+    ...COST,
+    latencyP50Change: {
+      tokenize: { mean: 0.02, twoSe: 0.03 },
+      completion: { mean: 0.2, twoSe: 0.05 },
+      ttfc: { mean: -0.01, twoSe: 0.04 },
+    },
+    throughput: {
+      ...COST.throughput,
+      rpsChange: { mean: -0.015, twoSe: 0.038 },
+      cpuChange: { mean: 0.09, twoSe: 0.02 },
+    },
+  };
+  const report = renderReport(toStored({ ...latest(), metricsCost: cost } as BenchResults<number>));
+  assertMatch(report, /\+0\.020 \/ -0\.050; p50 by blocks \+0\.020 ± 0\.030 \(within noise\)/);
+  assertMatch(report, /p50 by blocks \+0\.200 ± 0\.050 \(measurable\)/);
+  assertMatch(
+    report,
+    /\| `\/tokenize` req\/s, 16 connections +\| +5000 \| +5100 \| +-1\.5% ± 3\.8 \(within noise\) \|/,
+  );
+  assertMatch(report, /\+9\.0% ± 2\.0 \(measurable\)/);
+});
