@@ -411,13 +411,7 @@ class Exchange implements UnderlyingDefaultSource<Uint8Array<ArrayBuffer>>, Even
     }
     const done = new Promise<void>((resolve) => this.#resolveDone = resolve);
     // nothing is read before the consumer asks: the relay hears of the body's end after it has the response
-    return {
-      status,
-      headers: head.headers,
-      bytes: null,
-      stream: new ReadableStream(this, { highWaterMark: 0 }),
-      done,
-    };
+    return { status, headers: head.headers, bytes: null, stream: new ReadableStream(this, { highWaterMark: 0 }), done };
   }
 
   async #readHead(conn: Http1Connection): Promise<ResponseHead> {
