@@ -9,7 +9,7 @@
 import { errorBody, errorTypeOf } from "./errors.ts";
 import type { RequestTap } from "./metrics/tap.ts";
 import type { Lease } from "./scheduler/scheduler.ts";
-import { type RelayHooks, UpstreamError, type UpstreamPool } from "./upstream/http1.ts";
+import { UpstreamError, type UpstreamPool } from "./upstream/http1.ts";
 
 /**
  * Request headers not forwarded: those that describe the client's connection, and the client's
@@ -46,23 +46,9 @@ export async function forward(req: Request, opts: ForwardOptions): Promise<Respo
   const { lease } = opts;
   const headers: [string, string][] = [];
   for (const header of req.headers) if (!HOP_REQUEST.has(header[0])) headers.push(header);
-  const { tap } = opts;
-  // an event stream that fails mid-way ends with an error event, so the client knows why it ended
-  let eventStream = false;
-  const relay: RelayHooks = {
-    chunk: tap ? (piece) => tap.chunk(piece) : undefined,
-    ended: () => lease.release(),
-    failed: (err) => {
-      if (!eventStream) return undefined;
-      const message = `model ${lease.modelId} stopped answering: ${err.message}`;
-      const event = { error: { code: 502, message, type: "server_error" } };
-      return encoder.encode(`data: ${JSON.stringify(event)}\n\n`);
-    },
-  };
   let upstream;
   try {
     upstream = await opts.pool.request({
-      relay,
       port: lease.port,
       method: req.method,
       pathAndQuery: opts.pathAndQuery,
@@ -95,18 +81,20 @@ export async function forward(req: Request, opts: ForwardOptions): Promise<Respo
       headers: { "Content-Type": "application/json; charset=utf-8" },
     });
   }
+  const { tap } = opts;
   if (!upstream.stream) {
     lease.release();
     tap?.body(upstream.bytes);
     return new Response(upstream.bytes, { status: upstream.status, headers: out });
   }
-  // the lease ends with the body: read to its end, failed or cancelled (relay.ended)
   tap?.streaming();
-  eventStream = isEventStream;
-  return new Response(upstream.stream, { status: upstream.status, headers: out });
+  if (!isEventStream) {
+    // a long plain body passes through untouched; the lease ends when the client has it all (or left)
+    upstream.done.then(() => lease.release(), () => lease.release());
+    return new Response(upstream.stream, { status: upstream.status, headers: out });
+  }
+  return new Response(withErrorEvent(upstream.stream, lease, tap), { status: upstream.status, headers: out });
 }
-
-const encoder = new TextEncoder();
 
 /**
  * The engine could not be reached, or failed before answering. `retryable`: no byte of an answer had
@@ -117,4 +105,40 @@ export class EngineUnreachableError extends Error {
     super(message);
     this.name = "EngineUnreachableError";
   }
+}
+
+/**
+ * Passes an event stream through chunk by chunk, releasing the lease exactly once at its end. When
+ * the engine dies mid-stream, the client gets a final error event, so it knows why the stream ended.
+ */
+function withErrorEvent(
+  body: ReadableStream<Uint8Array>,
+  lease: Lease,
+  tap?: RequestTap,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          lease.release();
+          controller.close();
+        } else {
+          tap?.chunk(value);
+          controller.enqueue(value);
+        }
+      } catch (err) {
+        lease.release();
+        const message = `model ${lease.modelId} stopped answering: ${(err as Error).message}`;
+        const event = { error: { code: 502, message, type: "server_error" } };
+        controller.enqueue(new TextEncoder().encode(`data: ${JSON.stringify(event)}\n\n`));
+        controller.close();
+      }
+    },
+    cancel(reason) {
+      lease.release();
+      return reader.cancel(reason);
+    },
+  });
 }

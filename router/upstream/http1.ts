@@ -35,18 +35,6 @@ export interface UpstreamRequest {
    * request rejects with the signal's reason, as fetch does. After: the body stream errors with it.
    */
   signal?: AbortSignal;
-  /** what the relay of a streamed body wants to hear, called from the stream itself (one hop fewer than a wrapper) */
-  relay?: RelayHooks;
-}
-
-/** The streamed body's course, for whoever relays it. */
-export interface RelayHooks {
-  /** each piece, as it is handed on */
-  chunk?(piece: Uint8Array): void;
-  /** the body ended, was cancelled or failed: called once */
-  ended(): void;
-  /** a failed body: the last bytes to hand on before closing the stream, or undefined to fail it */
-  failed?(error: Error): Uint8Array<ArrayBuffer> | undefined;
 }
 
 export interface UpstreamResponse {
@@ -410,8 +398,7 @@ class Exchange implements UnderlyingDefaultSource<Uint8Array<ArrayBuffer>>, Even
       this.#reusable = false;
     }
     const done = new Promise<void>((resolve) => this.#resolveDone = resolve);
-    // nothing is read before the consumer asks: the relay hears of the body's end after it has the response
-    return { status, headers: head.headers, bytes: null, stream: new ReadableStream(this, { highWaterMark: 0 }), done };
+    return { status, headers: head.headers, bytes: null, stream: new ReadableStream(this), done };
   }
 
   async #readHead(conn: Http1Connection): Promise<ResponseHead> {
@@ -489,46 +476,18 @@ class Exchange implements UnderlyingDefaultSource<Uint8Array<ArrayBuffer>>, Even
     this.#controller = controller;
   }
 
-  #handOn(
-    controller: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>>,
-    piece: Uint8Array<ArrayBuffer>,
-  ) {
-    this.#req.relay?.chunk?.(piece);
-    controller.enqueue(piece);
-  }
-
-  #close(controller: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>>): void {
-    this.#release();
-    controller.close();
-    this.#req.relay?.ended();
-  }
-
-  /** Ends the body on `err`: with the relay's last bytes if it has some, else failing with `err` (wrapped unless `asIs`). */
-  #fail(
-    controller: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>>,
-    err: unknown,
-    asIs = false,
-  ): void {
-    this.#destroy();
-    const error = asIs ? err as Error : asUpstreamError(err, this.#req.port, false);
-    const relay = this.#req.relay;
-    const last = relay?.failed?.(error);
-    if (last === undefined) controller.error(error);
-    else {
-      controller.enqueue(last);
-      controller.close();
-    }
-    relay?.ended();
-  }
-
   async pull(controller: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>>): Promise<void> {
     const conn = this.#conn;
     if (conn === null) return;
     try {
       for (;;) {
         const piece = this.#decode(conn);
-        if (piece !== null) this.#handOn(controller, piece);
-        if (this.#bodyDone) return this.#close(controller);
+        if (piece !== null) controller.enqueue(piece);
+        if (this.#bodyDone) {
+          this.#release();
+          controller.close();
+          return;
+        }
         if (piece !== null) return;
         const n = await conn.fill(MAX_HEAD_BYTES);
         // cancelled or aborted while reading: the stream is settled already
@@ -548,14 +507,14 @@ class Exchange implements UnderlyingDefaultSource<Uint8Array<ArrayBuffer>>, Even
       }
     } catch (err) {
       if (this.#finished) return;
-      this.#fail(controller, err);
+      this.#destroy();
+      controller.error(asUpstreamError(err, this.#req.port, false));
     }
   }
 
   cancel(): void {
     // Closing (not draining) the socket is what tells the engine to stop generating.
     this.#destroy();
-    this.#req.relay?.ended();
   }
 
   // AbortSignal listener ---------------------------------------------------------------------------------------
@@ -563,13 +522,14 @@ class Exchange implements UnderlyingDefaultSource<Uint8Array<ArrayBuffer>>, Even
   handleEvent(): void {
     if (this.#finished) return;
     const controller = this.#controller;
-    // Closing the socket makes a pending read or write fail, which settles whichever phase is running;
-    // a body already under way fails as a broken one does (the relay may end it with its own last words).
-    if (controller === null) return this.#destroy();
-    try {
-      this.#fail(controller, this.#req.signal?.reason, true);
-    } catch {
-      // The stream was already closed or errored.
+    // Closing the socket makes a pending read or write fail, which settles whichever phase is running.
+    this.#destroy();
+    if (controller !== null) {
+      try {
+        controller.error(this.#req.signal?.reason);
+      } catch {
+        // The stream was already closed or errored.
+      }
     }
   }
 
