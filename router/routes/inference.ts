@@ -17,55 +17,42 @@ import { tapOf } from "../metrics/tap.ts";
 import { conversationTicket } from "../streams/conversations.ts";
 import type { ConversationTicket } from "../streams/owners.ts";
 
-/** llama.cpp's router routes these by the `model` field of the body (README: routing list). */
-export const POST_ROUTES = [
-  "/props",
-  "/completion",
-  "/completions",
-  "/v1/completions",
-  "/chat/completions",
-  "/v1/chat/completions",
-  "/v1/chat/completions/control",
-  "/v1/responses",
-  "/responses",
-  "/v1/responses/input_tokens",
-  "/v1/audio/transcriptions",
-  "/audio/transcriptions",
-  "/v1/messages",
-  "/v1/messages/count_tokens",
-  "/infill",
-  "/embedding",
-  "/embeddings",
-  "/v1/embeddings",
-  "/rerank",
-  "/reranking",
-  "/v1/rerank",
-  "/v1/reranking",
-  "/tokenize",
-  "/detokenize",
-  "/apply-template",
-  "/lora-adapters",
-  "/slots/:id_slot",
-];
-/** Those of `POST_ROUTES` whose answers carry token usage (the metrics read it from their last bytes). */
-export const USAGE_ROUTES: ReadonlySet<string> = new Set([
-  "/completion",
-  "/completions",
-  "/v1/completions",
-  "/chat/completions",
-  "/v1/chat/completions",
-  "/v1/responses",
-  "/responses",
-  "/v1/messages",
-  "/infill",
-  "/embedding",
-  "/embeddings",
-  "/v1/embeddings",
-  "/rerank",
-  "/reranking",
-  "/v1/rerank",
-  "/v1/reranking",
-]);
+/**
+ * llama.cpp's router routes these by the `model` field of the body (README: routing list); `true` where
+ * the answers carry token usage, which the metrics read from their last bytes.
+ */
+const BODY_ROUTED: Readonly<Record<string, boolean>> = {
+  "/props": false,
+  "/completion": true,
+  "/completions": true,
+  "/v1/completions": true,
+  "/chat/completions": true,
+  "/v1/chat/completions": true,
+  "/v1/chat/completions/control": false,
+  "/v1/responses": true,
+  "/responses": true,
+  "/v1/responses/input_tokens": false,
+  "/v1/audio/transcriptions": false,
+  "/audio/transcriptions": false,
+  "/v1/messages": true,
+  "/v1/messages/count_tokens": false,
+  "/infill": true,
+  "/embedding": true,
+  "/embeddings": true,
+  "/v1/embeddings": true,
+  "/rerank": true,
+  "/reranking": true,
+  "/v1/rerank": true,
+  "/v1/reranking": true,
+  "/tokenize": false,
+  "/detokenize": false,
+  "/apply-template": false,
+  "/lora-adapters": false,
+  "/slots/:id_slot": false,
+};
+export const POST_ROUTES: readonly string[] = Object.keys(BODY_ROUTED);
+/** Those of `POST_ROUTES` whose answers carry token usage. */
+export const USAGE_ROUTES: ReadonlySet<string> = new Set(POST_ROUTES.filter((path) => BODY_ROUTED[path]));
 /** Routed by `?model=`; `GET /props` without it is the gateway's own. */
 export const GET_ROUTES = ["/props", "/metrics", "/slots", "/lora-adapters"];
 
