@@ -2,7 +2,10 @@
  * Aborts when the client goes away or the request outlives --timeout. Deadlines are checked by one
  * shared timer, not a timer each: a timer per request costs measurably at thousands of requests per
  * second, and an `AbortSignal.timeout` would even hold memory for the whole --timeout (an hour by
- * default), long after its request is gone.
+ * default), long after its request is gone. The shared timer outlives its last deadline until its
+ * next tick, and stops there: started anew for each request of a steady trickle (or ref'd and unref'd
+ * for each), it cost 0.05-0.3 ms on the request's path, as the first timer call after an idle moment
+ * is that slow here.
  */
 export class Deadline {
   static readonly #active = new Set<Deadline>();
@@ -29,13 +32,14 @@ export class Deadline {
   end(): void {
     this.client.removeEventListener("abort", this.#onClientGone);
     Deadline.#active.delete(this);
-    if (Deadline.#active.size === 0) {
-      clearInterval(Deadline.#sweeper);
-      Deadline.#sweeper = undefined;
-    }
   }
 
   static #sweep(): void {
+    if (Deadline.#active.size === 0) {
+      clearInterval(Deadline.#sweeper);
+      Deadline.#sweeper = undefined;
+      return;
+    }
     const now = performance.now();
     for (const d of Deadline.#active) {
       if (now < d.#expires) continue;
