@@ -37,6 +37,7 @@ import {
 import { measureMemory, membersOf, snapshot } from "./memory.ts";
 import { measureMetricsCost } from "./metrics_cost.ts";
 import { measureStreaming } from "./streaming.ts";
+import { measureFloor } from "./floor.ts";
 import { measureSwap } from "./swap.ts";
 import { type Roles, throughputAll } from "./throughput.ts";
 import { wrkVersion } from "./wrk.ts";
@@ -173,6 +174,9 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
     : none();
   const ttfc = doLatency ? await interleaved(systems, chat, N.ttfc, (e) => e.firstBodyMs, "stream") : none();
   const streaming = opts.phases.has("streaming") ? await measureStreaming(systems, roles, N) : undefined;
+  const floor = opts.phases.has("floor")
+    ? await measureFloor({ ...sys, ...N, onStarted: (stop) => started.add(stop) })
+    : undefined;
 
   log(
     `throughput: /tokenize at ${
@@ -243,6 +247,7 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
     throughput: tput,
     rssKiB: rss,
     streaming,
+    floor,
     swap,
     memory,
     metricsCost,

@@ -1,9 +1,10 @@
 /** What one bench run does: its command line, and how many samples and how long a pause each phase takes. */
 
-export type Phase = "latency" | "streaming" | "throughput" | "memory" | "cold" | "swap" | "metrics";
+export type Phase = "latency" | "streaming" | "floor" | "throughput" | "memory" | "cold" | "swap" | "metrics";
 export const PHASES: readonly Phase[] = [
   "latency",
   "streaming",
+  "floor",
   "throughput",
   "memory",
   "cold",

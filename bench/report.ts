@@ -4,6 +4,7 @@
  */
 import { COLD_SETTLE_MS } from "./options.ts";
 import { f, mib, num, ratio, type Row, signed, target } from "./report_format.ts";
+import { floorSection } from "./report_floor.ts";
 import { metricsCostSection } from "./report_metrics.ts";
 import {
   footprintNotes,
@@ -68,6 +69,7 @@ export function renderReport(r: BenchResults): string {
     ...streamingNotes(r),
     ...swapNotes(r),
     ...footprintNotes(r),
+    ...floorSection(r, markdownTable),
     ...metricsCostSection(r, markdownTable),
     "",
   ].join("\n");

@@ -1,4 +1,5 @@
 /** What a run measured, in the shape `bench/results/latest.json` stores and the report reads. */
+import type { FloorResults } from "./floor.ts";
 import type { MetricsCost } from "./metrics_cost.ts";
 import type { Samples } from "./options.ts";
 import type { MachineInfo } from "./procs.ts";
@@ -148,6 +149,8 @@ export interface BenchResults<M extends Measure = Measure> {
   };
   /** absent in runs that skipped the phase (and in runs from before it existed) */
   streaming?: StreamingResults<M>;
+  /** one stream at a time through bare Deno relays, beside the three systems (bench/floor.ts) */
+  floor?: FloorResults<M>;
   swap?: SwapResults<M>;
   memory?: MemoryResults<M>;
   /** (b) with metrics on against a second Switchyard with `--no-metrics`, in the same run */

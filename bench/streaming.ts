@@ -27,7 +27,7 @@ export function countEvents(body: Uint8Array): number {
   return decoder.decode(body).match(/^data: (?!\[DONE\])/gm)?.length ?? 0;
 }
 
-function streamed(ex: Exchange, what: string): Exchange {
+export function streamed(ex: Exchange, what: string): Exchange {
   expectOk(ex, what);
   if (!ex.body || countEvents(ex.body) === 0) throw new Error(`${what}: a stream without events`);
   return ex;

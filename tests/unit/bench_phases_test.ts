@@ -203,3 +203,30 @@ Deno.test("the report judges the new phases' targets from their figures", () => 
   assertMatch(md, /Stops timed: 10 of 11 /);
   assertMatch(md, /Stops timed: 10 of 11 /);
 });
+
+Deno.test("the floor section: each relay's and system's first event, and what it adds to (a)'s", () => {
+  const s = (p50: number, p90 = p50): Spread => ({ p50, p90, n: 150 });
+  const withFloor: BenchResults = {
+    ...latestJson(),
+    floor: {
+      maxTokens: 64,
+      keptMs: {
+        direct: s(1, 2),
+        bareDeno: s(1.9, 2.5),
+        bareHono: s(2.1),
+        switchyard: s(3.25),
+        router: s(1.5),
+      },
+    },
+  };
+  const md = renderReport(withFloor);
+  const row = (start: string) => md.split("\n").find((l) => l.startsWith(`| ${start}`)) ?? `no row ${start}`;
+  assertMatch(row("(a) llama-server direct "), /\| +1\.000 \/ 2\.000 \| +0 \|$/);
+  assertMatch(row("bare `Deno.serve` relay"), /\| +1\.900 \/ 2\.500 \| +\+0\.900 \|$/);
+  assertMatch(row("bare Hono relay"), /\| +\+1\.100 \|$/);
+  assertMatch(row("(b) Switchyard "), /\| +\+2\.250 \|$/);
+  assertMatch(row("(c) llama.cpp router "), /\| +\+0\.500 \|$/);
+  assertMatch(md, /A streamed `\/v1\/completions` of 64 tokens, 150 per row/);
+  // a run without the phase has no section
+  assert(!renderReport({ ...withFloor, floor: undefined }).includes("The floor for a proxy on Deno"));
+});

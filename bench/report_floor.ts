@@ -1,0 +1,45 @@
+/**
+ * The report's "floor for a proxy on Deno" section (bench/floor.ts): one stream at a time through two bare
+ * relays on Deno and through the three systems. A run without the phase has no section.
+ */
+import { FLOOR_KEYS, type FloorKey, type FloorResults } from "./floor.ts";
+import { f, num, type Row, signed } from "./report_format.ts";
+import type { BenchResults } from "./results.ts";
+
+const LABEL: Record<FloorKey, string> = {
+  direct: "(a) llama-server direct",
+  bareDeno: "bare `Deno.serve` relay → (a)'s engine",
+  bareHono: "bare Hono relay (`bodyLimit`, a middleware, one more stream) → (a)'s engine",
+  switchyard: "(b) Switchyard",
+  router: "(c) llama.cpp router",
+};
+
+/** The section's lines (none without the phase); `table` lays out a Markdown table as the report does. */
+export function floorSection(r: BenchResults, table: (header: Row, rows: Row[]) => string): string[] {
+  const F: FloorResults | undefined = r.floor;
+  if (!F) return [];
+  const direct = num(F.keptMs.direct.p50);
+  const rows: Row[] = FLOOR_KEYS.map((k) => {
+    const s = F.keptMs[k];
+    return [
+      LABEL[k],
+      `${f(s.p50, 3)} / ${f(s.p90, 3)}`,
+      k === "direct" ? "0" : signed(num(s.p50) - direct, 3),
+    ];
+  });
+  return [
+    "",
+    "### The floor for a proxy on Deno",
+    "",
+    table(
+      ["one stream, kept-alive connection → first event", "p50 / p90 (ms)", "added p50 vs (a) (ms)"],
+      rows,
+    ),
+    "",
+    `A streamed \`/v1/completions\` of ${F.maxTokens} tokens, ${F.keptMs.direct.n} per row, round-robin across ` +
+    "the five on one kept-alive connection each. The two bare relays (bench/bare_relay.ts) run in their own " +
+    "Deno processes with the gateway's V8 flags and forward to (a)'s engine with the gateway's upstream " +
+    "client; (b) and (c) have engines of their own, compared with (a)'s as in the table above. What the bare " +
+    "`Deno.serve` relay adds, no proxy on this runtime takes out on this machine.",
+  ];
+}
