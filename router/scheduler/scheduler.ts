@@ -632,9 +632,12 @@ export class Scheduler {
     };
   }
 
-  /** The argv shown in `status.args`, as llama.cpp shows its child's. */
+  /**
+   * The argv shown in `status.args`, as llama.cpp shows its child's: a running engine's own, else what
+   * the next launch would be (the memory port may launch a model again with other options).
+   */
   argsOf(record: ModelRecord): string[] {
-    const launch = this.#launchFor(record);
+    const launch = record.alive && record.launch ? record.launch : this.#launchFor(record);
     return [launch.bin, ...launch.args, "--host", "127.0.0.1", "--port", String(record.port ?? 0)];
   }
 
@@ -642,6 +645,7 @@ export class Scheduler {
   #spawn(record: ModelRecord): void {
     const generation = record.startLoad(this.#clock.now());
     if (generation === undefined) return;
+    record.launch = undefined;
     this.#log(`loading ${record.id}`);
     this.#opts.events.publish({ model: record.id, event: "model_status", data: { status: "loading" } });
     this.#notify();
@@ -860,6 +864,8 @@ export class Scheduler {
       verdict: oom.kind === "fail" ? oom.reason : undefined,
     });
     record.error = crashed ? failureText(record, record.failureVerdict) : undefined;
+    // what the listing shows is now what the next launch would be
+    record.args = this.argsOf(record);
     const how = `code ${exitCode}${signal ? `, ${signal}` : ""}`;
     this.#log(`${record.id} ${kind === "stopped" ? "stopped" : "exited"} (${how}): ${record.unloadReason}`);
     const data: Record<string, unknown> = {

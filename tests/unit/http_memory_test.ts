@@ -37,7 +37,7 @@ interface Entry {
   priority: number;
   ttl: number;
   expires_at: string | null;
-  status: { value: string; preset?: string; unload_reason?: string; memory?: unknown };
+  status: { value: string; args: string[]; preset?: string; unload_reason?: string; memory?: unknown };
 }
 
 async function entry(gw: InProcessGateway, id: string): Promise<Entry> {
@@ -139,4 +139,31 @@ Deno.test("pins beyond the budget: refused at start-up; a reload that brings the
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("status.args: a running engine's own options, even when the next launch would differ", async () => {
+  // a port that asks for the engine's buffer sizes until a load has shown them, as on hosts without GPUs
+  const observed = new Set<string>();
+  const memory: GatewayMemory = {
+    ...fakeMemory({}, 10),
+    observe: (spec) => (observed.add(spec.id), undefined),
+    launchOptions: (options) => {
+      const alias = String(options.get("--alias"));
+      return observed.has(alias) ? options : new Map([...options, ["--log-verbosity", "4"]]);
+    },
+  };
+  await withInProcess(["a"], { memory }, async (gw) => {
+    const args = async () => (await entry(gw, "a")).status.args;
+    const verbosity = (argv: string[]) => argv.includes("--log-verbosity");
+    assert(verbosity(await args()), "before a load: the first launch's options");
+    await chat(gw, "a");
+    assert(observed.has("a"), "the load was observed");
+    assert(verbosity(await args()), "the running engine was launched with the verbosity");
+    const unloaded = gw.nextEvent((e) => e.model === "a" && e.data?.status === "unloaded");
+    await gw.send("/models/unload", keyed({ method: "POST", json: { model: "a" } }));
+    await unloaded;
+    assert(!verbosity(await args()), "stopped: the next launch's options");
+    await chat(gw, "a");
+    assert(!verbosity(await args()), "the new engine's own");
+  });
 });

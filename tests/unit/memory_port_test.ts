@@ -225,6 +225,40 @@ Deno.test("port: after a load the engine's figures stand for the launch; without
     assertEquals((await w.calls()).length, 1);
   }));
 
+Deno.test("port: without GPUs, a launch whose figures were logged is launched again without -lv 4", () =>
+  withWorld(async (w) => {
+    const options = new Map([["--model", w.model], ["--ctx-size", "2048"], ["--cache-ram", "0"]]);
+    const spec = newSpec("m", "models_dir", options);
+    const verbosity = (o: Map<string, string | boolean>) => o.get("--log-verbosity");
+    const cpuOnly = await createMemoryPort(w.options());
+    const first = cpuOnly.launchOptions(options);
+    assertEquals(verbosity(first), "4", "the first launch logs its buffer sizes");
+    const launch = { ...launchOf(first), bin: "/x/llama-server" };
+    await cpuOnly.project(spec, launch);
+    cpuOnly.observe(spec, launch, ["srv load_model: loading model", "main: model loaded"]);
+    assertEquals(verbosity(cpuOnly.launchOptions(options)), "4", "no figures in the log: observe again");
+    cpuOnly.observe(spec, launch, REAL_SERVER_LOG_BIG.split("\n"));
+    const again = cpuOnly.launchOptions(options);
+    assertEquals(verbosity(again), undefined, "figures seen: the next engine runs at its own verbosity");
+    assertEquals(renderArgs(again), renderArgs(first).filter((a) => a !== "--log-verbosity" && a !== "4"));
+    // what the next launch is booked for is what was seen
+    const next = { ...launch, args: renderArgs(again) };
+    assertEquals((await cpuOnly.project(spec, next)).source, "observed");
+    // another launch of the model (another context) is observed on its own
+    const other = new Map([...options, ["--ctx-size", "4096"]]);
+    assertEquals(verbosity(cpuOnly.launchOptions(other)), "4");
+    // a user's verbosity is the user's, either way
+    const user = new Map([...options, ["--log-verbosity", "1"]]);
+    assertEquals(verbosity(cpuOnly.launchOptions(user)), "1");
+
+    // with a GPU the engine's --fit may place a launch differently each time: it is always observed
+    const withGpu = await createMemoryPort(w.options({ devices: [gpu("CUDA0", 24 * GiB), host(16 * GiB)] }));
+    const onGpu = withGpu.launchOptions(options);
+    const gpuLaunch = { ...launchOf(onGpu), bin: "/x/llama-server" };
+    withGpu.observe(spec, gpuLaunch, REAL_SERVER_LOG_BIG.split("\n"));
+    assertEquals(verbosity(withGpu.launchOptions(options)), "4");
+  }));
+
 Deno.test("port: the device report has the host's live free memory, budgets and reserves", () =>
   withWorld(async (w) => {
     const port = await createMemoryPort(w.options({ spec: "host=1G" }));
