@@ -9,7 +9,8 @@
  *   gateway: 27 lines a request instead of 9, +0.06-0.09 ms of CPU on a 1.1 ms request, no change in
  *   latency beyond noise. With a warm prompt cache it is far more (89 lines a 64-token stream, a line
  *   per cached prompt), so once the engine is ready its runner drops the per-request trace that only
- *   this verbosity shows (`raisedVerbosity`, runners/serving_trace.ts).
+ *   this verbosity shows (`raisedVerbosity`, runners/serving_trace.ts). The memory port leaves it out
+ *   where the figures are known another way (router/memory/port.ts `launchOptions`).
  * - `-c`: without one the engine's own `--fit` (on by default) shrinks the context when it finds too
  *   little memory (measured: `-fitt 24080` on a 24 GiB host turned 65536 into 15872, logged at `-lv 4`
  *   only), so the model would run on less than it was admitted and listed for. Any explicit `-c`,

@@ -3,8 +3,9 @@
  * start-up; their budgets under `--models-memory`; each launch's projection (the engine's fitter
  * first, the GGUF estimate where it is missing or fails), cached by file identity, memory arguments,
  * engine build and visible GPUs; and, after a load, the engine's own figures from its log, which then
- * stand for that key. Figures handed to the scheduler are claims: a projection's totals plus what a
- * process costs beyond its buffers (`claimBytes`).
+ * stand for that key (on hosts without GPUs, only where the fitter did not project it: engines are
+ * asked to log them, at -lv 4, only then). Figures handed to the scheduler are claims: a projection's
+ * totals plus what a process costs beyond its buffers (`claimBytes`).
  */
 import { isExecutable } from "../engine/binary.ts";
 import { type OptionMap, renderArgs } from "../flags/flags.ts";
@@ -132,8 +133,11 @@ class Port implements GatewayMemory {
   readonly #projected = new Map<string, Projected>();
   /** keys whose fitter failure has been logged */
   readonly #logged = new Set<string>();
-  /** launches whose buffer sizes an engine has logged, by their argv less the gateway's verbosity */
-  readonly #observedLaunches = new Set<string>();
+  /**
+   * On hosts without GPUs, launches (by their argv less the gateway's verbosity) whose figures no
+   * engine needs to log: the engine's fitter projected them, or an engine of theirs logged them once.
+   */
+  readonly #settledLaunches = new Set<string>();
   readonly #budgets: Readonly<Record<string, number>>;
   readonly #gpus: readonly GpuReserve[];
   #devices: Device[];
@@ -162,15 +166,24 @@ class Port implements GatewayMemory {
 
   launchOptions(options: OptionMap): OptionMap {
     const launched = gatewayLaunchOptions(options, this.opts.env, this.#gpus);
-    // Without GPUs a launch's figures cannot change once its context is pinned: logged once, they stand
-    // (for its key, `observe`), and later engines of that launch are spared -lv 4, whose per-request trace
-    // grows with the prompt cache (the bench: +6.5 ms to a first event after heavy traffic, +1.3 ms at -lv 3)
+    // -lv 4 only where the figures it shows are wanted: its per-request trace logs the whole prompt
+    // cache (1384 lines a request after heavy traffic on the tiny model, 9 at -lv 3), which costs the
+    // engine and its runner for as long as it serves
     if (this.#gpus.length === 0 && raisedVerbosity(options, launched)) {
       const quiet = new Map(launched);
       quiet.delete("--log-verbosity");
-      if (this.#observedLaunches.has(renderArgs(quiet).join("\0"))) return quiet;
+      if (this.#settledLaunches.has(renderArgs(quiet).join("\0"))) return quiet;
     }
     return launched;
+  }
+
+  /**
+   * Without GPUs a launch's figures cannot change once its context is pinned, so a fitter's projection
+   * (claimed at the top of each MiB it prints, `fitCeiling`) or one engine's log of them is enough.
+   */
+  #settle(launch: EngineLaunch, source: MemoryProjection["source"]): void {
+    if (this.#gpus.length > 0 || (source !== "fit-params" && source !== "observed")) return;
+    this.#settledLaunches.add(withoutVerbosity(launch.args).join("\0"));
   }
 
   async project(spec: ModelSpec, launch: EngineLaunch): Promise<ProjectionView> {
@@ -182,13 +195,14 @@ class Port implements GatewayMemory {
     if (key === undefined) return this.#view(await fileSizes(path, args), args);
     this.#projected.set(launchId(launch), { key, args });
     const best = this.#cache.best(key) ?? await this.#projectOnce({ spec, key, path, args, env });
+    this.#settle(launch, best.source);
     return this.#view(best, args);
   }
 
   observe(spec: ModelSpec, launch: EngineLaunch, logLines: readonly string[]): ProjectionView | undefined {
     const seen = parseObserved(logLines.join("\n"));
     if (!seen) return undefined;
-    this.#observedLaunches.add(withoutVerbosity(launch.args).join("\0"));
+    this.#settle(launch, "observed");
     const known = this.#projected.get(launchId(launch));
     const args = known?.args ?? memoryArgs(optionsFromArgv(launch.args), this.#envOf(launch));
     if (known) {

@@ -16,7 +16,7 @@ import type { Device } from "../../router/memory/devices.ts";
 import { fitParamsBin } from "../../router/memory/fit_params.ts";
 import { estimateFromFiles } from "../../router/memory/gguf_estimate.ts";
 import { pinnedOverBudget } from "../../router/memory/pinned.ts";
-import { createMemoryPort, type MemoryPortOptions } from "../../router/memory/port.ts";
+import { createMemoryPort, type GatewayMemory, type MemoryPortOptions } from "../../router/memory/port.ts";
 import { claimBytes, defaultOverheads, HOST } from "../../router/memory/projection.ts";
 import { GiB, MiB } from "../../router/memory/size.ts";
 import { newSpec } from "../../router/sources/spec.ts";
@@ -225,36 +225,44 @@ Deno.test("port: after a load the engine's figures stand for the launch; without
     assertEquals((await w.calls()).length, 1);
   }));
 
-Deno.test("port: without GPUs, a launch whose figures were logged is launched again without -lv 4", () =>
+Deno.test("port: without GPUs, -lv 4 only until the fitter projected a launch or an engine logged it", () =>
   withWorld(async (w) => {
     const options = new Map([["--model", w.model], ["--ctx-size", "2048"], ["--cache-ram", "0"]]);
     const spec = newSpec("m", "models_dir", options);
     const verbosity = (o: Map<string, string | boolean>) => o.get("--log-verbosity");
-    const cpuOnly = await createMemoryPort(w.options());
-    const first = cpuOnly.launchOptions(options);
-    assertEquals(verbosity(first), "4", "the first launch logs its buffer sizes");
-    const launch = { ...launchOf(first), bin: "/x/llama-server" };
-    await cpuOnly.project(spec, launch);
-    cpuOnly.observe(spec, launch, ["srv load_model: loading model", "main: model loaded"]);
-    assertEquals(verbosity(cpuOnly.launchOptions(options)), "4", "no figures in the log: observe again");
-    cpuOnly.observe(spec, launch, REAL_SERVER_LOG_BIG.split("\n"));
-    const again = cpuOnly.launchOptions(options);
-    assertEquals(verbosity(again), undefined, "figures seen: the next engine runs at its own verbosity");
-    assertEquals(renderArgs(again), renderArgs(first).filter((a) => a !== "--log-verbosity" && a !== "4"));
-    // what the next launch is booked for is what was seen
-    const next = { ...launch, args: renderArgs(again) };
-    assertEquals((await cpuOnly.project(spec, next)).source, "observed");
-    // another launch of the model (another context) is observed on its own
+    const launchFor = (port: GatewayMemory, o: Map<string, string | boolean>) =>
+      launchOf(port.launchOptions(o));
+
+    // the fitter's projection is the engine's own, claimed at the top of each MiB: no need to log it
+    const fitted = await createMemoryPort(w.options());
+    const first = fitted.launchOptions(options);
+    assertEquals(verbosity(first), "4", "before any projection, the launch logs its buffer sizes");
+    assertEquals((await fitted.project(spec, launchOf(first))).source, "fit-params");
+    const quiet = fitted.launchOptions(options);
+    assertEquals(verbosity(quiet), undefined, "projected by the fitter: the engine's own verbosity");
+    assertEquals(renderArgs(quiet), renderArgs(first).filter((a) => a !== "--log-verbosity" && a !== "4"));
+    // another launch of the model (another context) is projected on its own
     const other = new Map([...options, ["--ctx-size", "4096"]]);
-    assertEquals(verbosity(cpuOnly.launchOptions(other)), "4");
+    assertEquals(verbosity(fitted.launchOptions(other)), "4");
     // a user's verbosity is the user's, either way
-    const user = new Map([...options, ["--log-verbosity", "1"]]);
-    assertEquals(verbosity(cpuOnly.launchOptions(user)), "1");
+    assertEquals(verbosity(fitted.launchOptions(new Map([...options, ["--log-verbosity", "1"]]))), "1");
+
+    // with only the GGUF estimate, the engine logs its figures once, and they stand for the launch
+    const estimated = await createMemoryPort(w.options({ fitParams: false }));
+    const launch = launchFor(estimated, options);
+    assertEquals((await estimated.project(spec, launch)).source, "gguf");
+    assertEquals(verbosity(estimated.launchOptions(options)), "4", "an estimate: the load is observed");
+    estimated.observe(spec, launch, ["srv load_model: loading model", "main: model loaded"]);
+    assertEquals(verbosity(estimated.launchOptions(options)), "4", "no figures in the log: observe again");
+    estimated.observe(spec, launch, REAL_SERVER_LOG_BIG.split("\n"));
+    const again = estimated.launchOptions(options);
+    assertEquals(verbosity(again), undefined, "figures seen: the next engine runs at its own verbosity");
+    assertEquals((await estimated.project(spec, launchOf(again))).source, "observed");
 
     // with a GPU the engine's --fit may place a launch differently each time: it is always observed
     const withGpu = await createMemoryPort(w.options({ devices: [gpu("CUDA0", 24 * GiB), host(16 * GiB)] }));
-    const onGpu = withGpu.launchOptions(options);
-    const gpuLaunch = { ...launchOf(onGpu), bin: "/x/llama-server" };
+    const gpuLaunch = launchFor(withGpu, options);
+    await withGpu.project(spec, gpuLaunch);
     withGpu.observe(spec, gpuLaunch, REAL_SERVER_LOG_BIG.split("\n"));
     assertEquals(verbosity(withGpu.launchOptions(options)), "4");
   }));
