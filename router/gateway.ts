@@ -160,9 +160,9 @@ async function openKvCache(
  * when it cannot: so does the gateway on a single-model command line.
  */
 async function loadDefaultModel(scheduler: Scheduler, id: string): Promise<void> {
-  await scheduler.load(id);
   try {
-    (await scheduler.acquire(id, { autoload: false, touch: false })).release();
+    // an autoloading acquire joins a load that an early request started, where `load` would refuse it
+    (await scheduler.acquire(id, { autoload: true, touch: false })).release();
   } catch (err) {
     throw new Error(`the model given on the command line failed to load: ${(err as Error).message}`);
   }

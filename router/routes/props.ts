@@ -8,8 +8,10 @@ import type { Scheduler } from "../scheduler/scheduler.ts";
 export function propsRoutes(deps: GatewayDeps): Hono {
   const app = new Hono();
   const health = () => {
-    // llama-server with a model answers 503 until that model is ready
-    if (deps.defaultModel && deps.scheduler.find(deps.defaultModel)?.state === "loading") {
+    // llama-server with a model answers 503 until that model is ready; the gateway listens before its
+    // first spawn (while the model is projected), and that counts as loading too
+    const model = deps.defaultModel ? deps.scheduler.find(deps.defaultModel) : undefined;
+    if (model && (model.state === "loading" || (model.state === "unloaded" && model.generation === 0))) {
       return errorResponse(new ApiError("unavailable_error", "Loading model", 503));
     }
     return Response.json({ status: "ok" });

@@ -92,8 +92,13 @@ export async function startInProcess(
       log,
     });
     await core.checkPins(catalog.models);
-    // a single-model command line's model starts loading, as in startGateway; tests wait for it
-    if (defaultModel) await core.scheduler.load(defaultModel.id);
+    // a single-model command line's model starts loading, as in startGateway (which also waits for it)
+    if (defaultModel) {
+      core.scheduler.acquire(defaultModel.id, { autoload: true, touch: false }).then(
+        (lease) => lease.release(),
+        (err) => log(`the model given on the command line failed to load: ${(err as Error).message}`),
+      );
+    }
     await core.scheduler.loadOnStartup();
     let closing: Promise<void> | undefined;
     return {

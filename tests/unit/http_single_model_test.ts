@@ -1,6 +1,6 @@
 /**
  * A single-model command line (`-m model.gguf`) against the real app in process: `/health` answers
- * 503 while its model loads, requests without a `model` the gateway knows go to it, `/props` and
+ * 503 while its model is projected and loads, a request that comes meanwhile joins that load, requests without a `model` the gateway knows go to it, `/props` and
  * `/slots` without `?model` are its engine's, and the routes of router mode keep working beside it.
  */
 import { join } from "node:path";
@@ -9,6 +9,8 @@ import { type InProcessGateway, withInProcess } from "../helpers/in_process.ts";
 import { chatBody } from "../helpers/openai.ts";
 import { keyed } from "../helpers/requests.ts";
 import { HANG_MS, waitFor } from "../helpers/wait.ts";
+import type { GatewayMemory } from "../../router/memory/port.ts";
+import { HOST } from "../../router/memory/projection.ts";
 
 const single = (dir: string) => ({ args: ["-m", join(dir, "solo.gguf")] });
 
@@ -57,5 +59,34 @@ Deno.test("-m: GET /props and /slots without ?model are the default engine's; wi
     assertEquals(other.status, 200);
     await other.body?.cancel();
     assertEquals(gw.engine("other").requests.map((r) => r.path).includes("/props"), true);
+  });
+});
+
+Deno.test("-m: while the model is projected, /health is 503 and an early request joins the start-up load", async () => {
+  const gate = Promise.withResolvers<void>();
+  const projected = Promise.withResolvers<void>();
+  const memory: GatewayMemory = {
+    budgets: () => ({ [HOST]: 8 * 2 ** 30 }),
+    serialisedDevices: () => [],
+    project: async () => {
+      projected.resolve();
+      await gate.promise;
+      return { bytes: { [HOST]: 2 ** 30 }, source: "fit-params" };
+    },
+    observe: () => undefined,
+    launchOptions: (options) => options,
+    report: () => Promise.resolve({}),
+  };
+  await withInProcess(["solo"], (dir) => ({ ...single(dir), memory }), async (gw, dir) => {
+    const id = join(dir, "solo.gguf");
+    await projected.promise;
+    assertEquals(gw.scheduler.find(id)?.state, "unloaded", "not spawned while it is projected");
+    const health = await gw.send("/health");
+    assertEquals([health.status, (await health.json()).error.message], [503, "Loading model"]);
+    const early = answeredBy(gw, undefined);
+    gate.resolve();
+    assertEquals(await early, id, "the early request is answered by the one engine");
+    assertEquals(gw.starter.starts, [id], "one spawn for the start-up load and the request");
+    assertEquals(await (await gw.send("/health")).json(), { status: "ok" });
   });
 });
