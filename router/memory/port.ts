@@ -169,10 +169,10 @@ class Port implements GatewayMemory {
     // -lv 4 only where the figures it shows are wanted: its per-request trace logs the whole prompt
     // cache (1384 lines a request after heavy traffic on the tiny model, 9 at -lv 3), which costs the
     // engine and its runner for as long as it serves
-    if (this.#gpus.length === 0 && raisedVerbosity(options, launched)) {
+    if (raisedVerbosity(options, launched) && this.#settledLaunches.has(settledKey(renderArgs(launched)))) {
       const quiet = new Map(launched);
       quiet.delete("--log-verbosity");
-      if (this.#settledLaunches.has(renderArgs(quiet).join("\0"))) return quiet;
+      return quiet;
     }
     return launched;
   }
@@ -183,7 +183,7 @@ class Port implements GatewayMemory {
    */
   #settle(launch: EngineLaunch, source: MemoryProjection["source"]): void {
     if (this.#gpus.length > 0 || (source !== "fit-params" && source !== "observed")) return;
-    this.#settledLaunches.add(withoutVerbosity(launch.args).join("\0"));
+    this.#settledLaunches.add(settledKey(launch.args));
   }
 
   async project(spec: ModelSpec, launch: EngineLaunch): Promise<ProjectionView> {
@@ -345,8 +345,8 @@ function comparison(seen: MemoryProjection, before: MemoryProjection): string {
   return `the engine's buffers take ${parts.join(", ")}`;
 }
 
-/** An engine's argv less its `--log-verbosity` and value. */
-function withoutVerbosity(args: readonly string[]): string[] {
+/** A launch by its argv less `--log-verbosity` and its value: the same with the gateway's -lv 4 or without. */
+function settledKey(args: readonly string[]): string {
   const at = args.indexOf("--log-verbosity");
-  return at < 0 ? [...args] : [...args.slice(0, at), ...args.slice(at + 2)];
+  return (at < 0 ? args : [...args.slice(0, at), ...args.slice(at + 2)]).join("\0");
 }
