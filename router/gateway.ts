@@ -159,7 +159,7 @@ async function openKvCache(
  * llama-server with a model loads it before it serves (its `/health` answers 503 meanwhile) and exits
  * when it cannot: so does the gateway on a single-model command line.
  */
-async function loadDefaultModel(scheduler: Scheduler, id: string): Promise<void> {
+export async function loadDefaultModel(scheduler: Scheduler, id: string): Promise<void> {
   try {
     // an autoloading acquire joins a load that an early request started, where `load` would refuse it
     (await scheduler.acquire(id, { autoload: true, touch: false })).release();

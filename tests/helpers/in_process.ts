@@ -11,7 +11,7 @@ import type { Hono } from "hono";
 import { parseCli } from "../../router/cli.ts";
 import type { GatewayConfig } from "../../router/config.ts";
 import { createGatewayCore } from "../../router/core.ts";
-import { resolveSingleModel } from "../../router/gateway.ts";
+import { loadDefaultModel, resolveSingleModel } from "../../router/gateway.ts";
 import { hubOptionsFromEnv } from "../../router/hub/options.ts";
 import type { GatewayMemory } from "../../router/memory/port.ts";
 import type { EventBus, ModelEvent } from "../../router/scheduler/events.ts";
@@ -93,12 +93,7 @@ export async function startInProcess(
     });
     await core.checkPins(catalog.models);
     // a single-model command line's model starts loading, as in startGateway (which also waits for it)
-    if (defaultModel) {
-      core.scheduler.acquire(defaultModel.id, { autoload: true, touch: false }).then(
-        (lease) => lease.release(),
-        (err) => log(`the model given on the command line failed to load: ${(err as Error).message}`),
-      );
-    }
+    if (defaultModel) loadDefaultModel(core.scheduler, defaultModel.id).catch((err) => log(err.message));
     await core.scheduler.loadOnStartup();
     let closing: Promise<void> | undefined;
     return {
