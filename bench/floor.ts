@@ -12,6 +12,7 @@ import type { Measure, Spread } from "./results.ts";
 import { streamBody, streamed } from "./streaming.ts";
 import { log, type System } from "./systems.ts";
 import type { RelayMode } from "./bare_relay.ts";
+import { GATEWAY_V8_FLAGS } from "../tests/helpers/gateway.ts";
 
 export const FLOOR_KEYS = ["direct", "bareDeno", "bareHono", "switchyard", "router"] as const;
 export type FloorKey = typeof FLOOR_KEYS[number];
@@ -36,11 +37,10 @@ export interface FloorSetup {
 
 function startRelay(enginePort: number, mode: RelayMode, onStarted: FloorSetup["onStarted"]): Server {
   const script = new URL("./bare_relay.ts", import.meta.url).pathname;
-  // the V8 flags Switchyard's gateway runs with (deno.json's serve task)
   const relay = spawnServer(Deno.execPath(), [
     "run",
     "-A",
-    "--v8-flags=--max-semi-space-size=4",
+    GATEWAY_V8_FLAGS,
     script,
     "--engine-port",
     String(enginePort),

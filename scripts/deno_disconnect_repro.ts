@@ -13,6 +13,8 @@
  *
  *   deno run -A scripts/deno_disconnect_repro.ts [ROUNDS] [--one-write]
  */
+import { forEachLine } from "../runners/lines.ts";
+
 const HOLD_MS = 2000;
 const GIVE_UP_MS = 1000;
 
@@ -54,38 +56,35 @@ async function main(rounds: number, oneWrite: boolean): Promise<void> {
     args: ["run", "-A", "--unstable-no-legacy-abort", import.meta.filename!, "--serve", String(port)],
     stdout: "piped",
   }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(new LinesStream()).getReader();
-  await lines.read();
+  // the server's lines, each awaited in turn: "listening", then one verdict per round
+  const lines: string[] = [];
+  let arrived = Promise.withResolvers<void>();
+  const reading = forEachLine(child.stdout, (line) => {
+    lines.push(line);
+    arrived.resolve();
+    arrived = Promise.withResolvers<void>();
+  });
+  const nextLine = async (): Promise<string> => {
+    while (lines.length === 0) await arrived.promise;
+    return lines.shift()!;
+  };
+  await nextLine();
   const verdicts: string[] = [];
   for (let i = 0; i < rounds; i++) {
     const busy = post(port, "/busy", oneWrite);
     await new Promise((resolve) => setTimeout(resolve, GIVE_UP_MS / 2));
     await post(port, "/queued", oneWrite, GIVE_UP_MS);
     // the queued handler reports once its hold is over, after the busy one's
-    verdicts.push((await lines.read()).value ?? "no answer");
+    verdicts.push(await nextLine());
     await busy;
   }
   child.kill();
-  await child.status;
+  await Promise.all([child.status, reading]);
   console.log(verdicts.join("\n"));
   const missed = verdicts.filter((v) => v === "missed").length;
   console.log(
     `${oneWrite ? "head and body in one write" : "body in a second write"}: missed ${missed} of ${rounds}`,
   );
-}
-
-/** Splits text into lines. */
-class LinesStream extends TransformStream<string, string> {
-  constructor() {
-    let rest = "";
-    super({
-      transform(chunk, controller) {
-        const parts = (rest + chunk).split("\n");
-        rest = parts.pop()!;
-        for (const line of parts) controller.enqueue(line);
-      },
-    });
-  }
 }
 
 if (Deno.args[0] === "--serve") await serve(Number(Deno.args[1]));

@@ -37,7 +37,7 @@ export interface StartOptions {
  * The V8 flags `deno task serve` runs the gateway with (see deno.json): tests and the bench run the
  * gateway as users do.
  */
-const GATEWAY_V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
+export const GATEWAY_V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
 
 /** `main.ts` with these arguments, in its own Deno process, its output piped. */
 function mainCommand(args: string[], env: Record<string, string> = {}, extra: Deno.CommandOptions = {}) {
