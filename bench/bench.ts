@@ -175,7 +175,7 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
   const ttfc = doLatency ? await interleaved(systems, chat, N.ttfc, (e) => e.firstBodyMs, "stream") : none();
   const streaming = opts.phases.has("streaming") ? await measureStreaming(systems, roles, N) : undefined;
   const floor = opts.phases.has("floor")
-    ? await measureFloor({ ...sys, ...N, onStarted: (stop) => started.add(stop) })
+    ? await measureFloor({ ...sys, ...N, client, onStarted: (stop) => started.add(stop) })
     : undefined;
 
   log(

@@ -4,24 +4,54 @@
  * Switchyard and llama.cpp's router. What a bare `Deno.serve` relay adds is what no proxy on this runtime
  * can take out on this machine; the Hono relay adds the skeleton of Switchyard's path; the rest of
  * Switchyard's figure is its own work. Samples go round-robin across the five.
+ *
+ * The same five then take the throughput row's load (`/tokenize` at 16 connections) in alternating rounds:
+ * req/s, the front process's CPU per request, and its footprint idle and at its peak under that load, so the
+ * throughput and memory targets have a floor beside them too.
  */
 import { encodeRequest, HttpConnection } from "./http_client.ts";
 import { spread } from "./latency.ts";
-import { type Server, spawnServer, waitHealthy } from "./procs.ts";
-import type { Measure, Spread } from "./results.ts";
+import { peakOf } from "./memory.ts";
+import type { LoadClient } from "./options.ts";
+import { type Footprint, footprint, type Server, spawnServer, waitHealthy } from "./procs.ts";
+import type { Measure, Spread, StoredFootprint } from "./results.ts";
 import { streamBody, streamed } from "./streaming.ts";
-import { log, type System } from "./systems.ts";
+import { log, median, type System } from "./systems.ts";
+import { loadOnce } from "./throughput.ts";
 import type { RelayMode } from "./bare_relay.ts";
 import { GATEWAY_V8_FLAGS } from "../tests/helpers/gateway.ts";
 
 export const FLOOR_KEYS = ["direct", "bareDeno", "bareHono", "switchyard", "router"] as const;
 export type FloorKey = typeof FLOOR_KEYS[number];
 
+/** The throughput row's load: closed-loop `/tokenize` on this many connections. */
+export const FLOOR_LOAD_CONNECTIONS = 16;
+
+/** One front process (the engine for (a), a relay, the gateway, the router) under the load. */
+export interface FloorLoad<M extends Measure = Measure> {
+  /** mean over the rounds */
+  rps: M;
+  rpsRounds: M[];
+  /** CPU µs per answered request of the front process alone, the median over the rounds */
+  frontCpuUs: M;
+  /** before this phase's load, after the streams above */
+  idle: StoredFootprint<M>;
+  /** the peak of each figure over samples during its own rounds */
+  peak: StoredFootprint<M>;
+}
+
 export interface FloorResults<M extends Measure = Measure> {
   /** the request: a streamed `/v1/completions` of this many tokens */
   maxTokens: number;
   /** request written → first event, one kept-alive connection per system */
   keptMs: Record<FloorKey, Spread<M>>;
+  /** absent in runs from before it was measured */
+  load?: {
+    connections: number;
+    rounds: number;
+    roundMs: number;
+    front: Record<FloorKey, FloorLoad<M>>;
+  };
 }
 
 export interface FloorSetup {
@@ -31,6 +61,11 @@ export interface FloorSetup {
   router: System;
   streams: number;
   streamTokens: number;
+  client: LoadClient;
+  loadWarmupMs: number;
+  rounds: number;
+  roundMs: number;
+  memoryEveryMs: number;
   /** registers a stop for each relay started */
   onStarted: (stop: () => Promise<unknown>) => void;
 }
@@ -72,6 +107,14 @@ export async function measureFloor(setup: FloorSetup): Promise<FloorResults<numb
     encodeRequest("POST", ports[k], "/v1/completions", streamBody(setup.streamTokens))
   );
   const samples = FLOOR_KEYS.map((): number[] => []);
+  const pids: Record<FloorKey, number> = {
+    direct: setup.direct.frontPid,
+    bareDeno: relays.bareDeno.pid,
+    bareHono: relays.bareHono.pid,
+    switchyard: setup.switchyard.frontPid,
+    router: setup.router.frontPid,
+  };
+  let load: FloorResults<number>["load"];
   try {
     // one unmeasured round warms the relays' code and sockets up
     for (let round = -1; round < setup.streams; round++) {
@@ -81,6 +124,7 @@ export async function measureFloor(setup: FloorSetup): Promise<FloorResults<numb
         if (round >= 0) samples[i].push(ex.firstBodyMs);
       }
     }
+    load = await measureLoad(ports, pids, setup);
   } finally {
     conns.forEach((c) => c.close());
     await Promise.all(Object.values(relays).map((r) => r.stop()));
@@ -90,5 +134,50 @@ export async function measureFloor(setup: FloorSetup): Promise<FloorResults<numb
     Spread<number>
   >;
   for (const k of FLOOR_KEYS) log(`  ${k}: first event p50 ${keptMs[k].p50.toFixed(3)} ms`);
-  return { maxTokens: setup.streamTokens, keptMs };
+  return { maxTokens: setup.streamTokens, keptMs, load };
+}
+
+const GONE: Footprint = { rssKiB: NaN, pssKiB: NaN, privateKiB: NaN };
+
+/**
+ * Each front warmed up, then `rounds` rounds of the load in turns, each starting with the next one; a front's
+ * footprint is sampled during its own rounds only, as the engine behind (a) also serves the relays.
+ */
+async function measureLoad(
+  ports: Record<FloorKey, number>,
+  pids: Record<FloorKey, number>,
+  setup: FloorSetup,
+): Promise<NonNullable<FloorResults<number>["load"]>> {
+  const C = FLOOR_LOAD_CONNECTIONS;
+  log(`floor: /tokenize at ${C} connections, ${setup.rounds} × ${setup.roundMs} ms per system, in turns`);
+  const target = (k: FloorKey) => ({ port: ports[k], url: `http://127.0.0.1:${ports[k]}` });
+  const once = (k: FloorKey, ms: number) =>
+    loadOnce(target(k), { front: pids[k] }, C, setup.client, setup.direct.port, ms);
+  const idle = FLOOR_KEYS.map((k) => footprint(pids[k]) ?? GONE);
+  const peak = [...idle];
+  const rps = FLOOR_KEYS.map((): number[] => []);
+  const cpuUs = FLOOR_KEYS.map((): number[] => []);
+  for (const k of FLOOR_KEYS) await once(k, setup.loadWarmupMs);
+  for (let r = 0; r < setup.rounds; r++) {
+    for (let j = 0; j < FLOOR_KEYS.length; j++) {
+      const i = (r + j) % FLOOR_KEYS.length;
+      const timer = setInterval(
+        () => peak[i] = peakOf(peak[i], footprint(pids[FLOOR_KEYS[i]]) ?? GONE),
+        setup.memoryEveryMs,
+      );
+      try {
+        const round = await once(FLOOR_KEYS[i], setup.roundMs);
+        rps[i].push(round.rps);
+        cpuUs[i].push(round.cpuUsPerRequest.front);
+      } finally {
+        clearInterval(timer);
+      }
+    }
+  }
+  const front = Object.fromEntries(FLOOR_KEYS.map((k, i) => {
+    const mean = rps[i].reduce((a, x) => a + x, 0) / rps[i].length;
+    log(`  ${k}: ${mean.toFixed(0)} req/s, front ${median(cpuUs[i]).toFixed(0)} µs per request`);
+    return [k, { rps: mean, rpsRounds: rps[i], frontCpuUs: median(cpuUs[i]), idle: idle[i], peak: peak[i] }];
+  })) as Record<FloorKey, FloorLoad<number>>;
+  return { connections: C, rounds: setup.rounds, roundMs: setup.roundMs, front };
 }

@@ -134,7 +134,7 @@ function throughputRows(r: BenchResults): Row[] {
       rps(c),
       ratio(b.rps, a.rps),
       ratio(b.rps, c.rps),
-      n === 16 ? target(num(b.rps) >= 5 * num(c.rps), "≥ 5× router") : "",
+      n === 16 || n === 64 ? target(num(b.rps) >= 6 * num(c.rps), "≥ 6× router") : "",
     ];
   });
   const us = (k: Key, role: string) => f(at16(r, k)?.cpuUsPerRequest[role], 0);

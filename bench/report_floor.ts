@@ -3,8 +3,8 @@
  * relays on Deno and through the three systems. A run without the phase has no section.
  */
 import { FLOOR_KEYS, type FloorKey, type FloorResults } from "./floor.ts";
-import { f, num, type Row, signed } from "./report_format.ts";
-import type { BenchResults } from "./results.ts";
+import { f, mib, num, ratio, type Row, signed } from "./report_format.ts";
+import type { BenchResults, StoredFootprint } from "./results.ts";
 
 const LABEL: Record<FloorKey, string> = {
   direct: "(a) llama-server direct",
@@ -41,5 +41,49 @@ export function floorSection(r: BenchResults, table: (header: Row, rows: Row[]) 
     "Deno processes with the gateway's V8 flags and forward to (a)'s engine with the gateway's upstream " +
     "client; (b) and (c) have engines of their own, compared with (a)'s as in the table above. What the bare " +
     "`Deno.serve` relay adds, no proxy on this runtime takes out on this machine.",
+    ...loadLines(F, table),
+  ];
+}
+
+/** The throughput row's load through the same five: req/s, the front's CPU per request and its footprint. */
+function loadLines(F: FloorResults, table: (header: Row, rows: Row[]) => string): string[] {
+  const L = F.load;
+  if (!L) return [];
+  const fp = (x: StoredFootprint) => [x.rssKiB, x.pssKiB, x.privateKiB].map((k) => f(mib(k), 1)).join(" / ");
+  const rows: Row[] = FLOOR_KEYS.map((k) => {
+    const x = L.front[k];
+    return [
+      LABEL[k],
+      f(x.rps, 0),
+      ratio(x.rps, L.front.router.rps),
+      f(x.frontCpuUs, 0),
+      fp(x.idle),
+      fp(x.peak),
+    ];
+  });
+  const sixfold = 6 * num(L.front.router.rps);
+  return [
+    "",
+    table(
+      [
+        `\`/tokenize\` at ${L.connections} connections`,
+        "req/s",
+        "vs (c)",
+        "front CPU µs / request",
+        "front idle: RSS / PSS / private (MiB)",
+        "front peak under load (MiB)",
+      ],
+      rows,
+    ),
+    "",
+    `${L.rounds} rounds of ${L.roundMs} ms per row after one to warm up, in turns; req/s is their mean, CPU ` +
+    "the median over them of the front process alone (the engine for (a), the relay, the gateway, the router); " +
+    "footprints from `/proc/PID/smaps_rollup`, idle before this load, the peak sampled during the row's own " +
+    `rounds. Six times the router's req/s is ${f(sixfold, 0)}: the bare \`Deno.serve\` relay made ` +
+    `${ratio(L.front.bareDeno.rps, L.front.router.rps)} the router with ${
+      f(L.front.bareDeno.frontCpuUs, 0)
+    } µs ` +
+    `of CPU per request, and its RSS peaked at ${f(mib(L.front.bareDeno.peak.rssKiB), 1)} MiB, against the ` +
+    "gateway's 80 MiB target.",
   ];
 }

@@ -16,7 +16,7 @@ type Round = Throughput<number> & { requests: number; timeWaits: number };
 
 /** One system under load once: `durationMs` of closed-loop /tokenize requests on `connections` connections. */
 export async function loadOnce(
-  sys: System,
+  sys: Pick<System, "port" | "url">,
   roles: Roles,
   connections: number,
   client: LoadClient,

@@ -227,6 +227,54 @@ Deno.test("the floor section: each relay's and system's first event, and what it
   assertMatch(row("(b) Switchyard "), /\| +\+2\.250 \|$/);
   assertMatch(row("(c) llama.cpp router "), /\| +\+0\.500 \|$/);
   assertMatch(md, /A streamed `\/v1\/completions` of 64 tokens, 150 per row/);
+  // runs from before the load rows have no load table
+  assert(!md.includes("front CPU µs / request"));
   // a run without the phase has no section
   assert(!renderReport({ ...withFloor, floor: undefined }).includes("The floor for a proxy on Deno"));
+});
+
+Deno.test("the floor section's load table: req/s against the router, the front's CPU, its footprints", () => {
+  const s = (p50: number): Spread => ({ p50, p90: p50, n: 150 });
+  const kib = (mib: number) => ({ rssKiB: mib * 1024, pssKiB: mib * 512, privateKiB: mib * 256 });
+  const front = (rps: number, cpu: number, idleMiB: number, peakMiB: number) => ({
+    rps,
+    rpsRounds: [rps],
+    frontCpuUs: cpu,
+    idle: kib(idleMiB),
+    peak: kib(peakMiB),
+  });
+  const md = renderReport({
+    ...latestJson(),
+    floor: {
+      maxTokens: 64,
+      keptMs: { direct: s(1), bareDeno: s(2), bareHono: s(2), switchyard: s(3), router: s(1.5) },
+      load: {
+        connections: 16,
+        rounds: 3,
+        roundMs: 1000,
+        front: {
+          direct: front(40000, 25, 20, 70),
+          bareDeno: front(15000, 55, 36, 86),
+          bareHono: front(12000, 70, 40, 88),
+          switchyard: front(9000, 100, 78, 140),
+          router: front(3000, 500, 13, 20),
+        },
+      },
+    },
+  });
+  const row = (start: string) =>
+    md.split("\n").find((l) => l.startsWith(`| ${start}`) && l.includes("/ ")) ?? "";
+  assertMatch(md, /\| `\/tokenize` at 16 connections +\| +req\/s \| +vs \(c\) \|/);
+  const lines = md.split("\n").filter((l) => l.startsWith("| bare `Deno.serve` relay"));
+  assertEquals(lines.length, 2);
+  assertMatch(
+    lines[1],
+    /\| +15000 \| +5\.00× \| +55 \| +36\.0 \/ 18\.0 \/ 9\.0 \| +86\.0 \/ 43\.0 \/ 21\.5 \|$/,
+  );
+  assert(row("(b) Switchyard") !== "");
+  assertMatch(
+    md,
+    /Six times the router's req\/s is 18000: the bare `Deno\.serve` relay made 5\.00× the router with 55 µs/,
+  );
+  assertMatch(md, /its RSS peaked at 86\.0 MiB/);
 });
