@@ -16,7 +16,15 @@ import { startGateway } from "../tests/helpers/gateway.ts";
 import { coldDirect, coldRouted } from "./cold.ts";
 import { encodeRequest } from "./http_client.ts";
 import { dist, interleaved } from "./latency.ts";
-import { type BenchOptions, type LoadClient, parseArgs, samplesFor, USAGE, UsageError } from "./options.ts";
+import {
+  type BenchOptions,
+  type LoadClient,
+  parseArgs,
+  type Phase,
+  samplesFor,
+  USAGE,
+  UsageError,
+} from "./options.ts";
 import { cmdline, loadavg, machineInfo, pidsMatching, rssKiB, spawnServer, waitHealthy } from "./procs.ts";
 import { renderReport } from "./report.ts";
 import { type BenchResults, type Key, toStored } from "./results.ts";
@@ -39,7 +47,7 @@ import { measureMetricsCost } from "./metrics_cost.ts";
 import { measureStreaming } from "./streaming.ts";
 import { measureFloor } from "./floor.ts";
 import { measureSwap } from "./swap.ts";
-import { type Roles, throughputAll } from "./throughput.ts";
+import { type Roles, steadyWarmup, throughputAll } from "./throughput.ts";
 import { wrkVersion } from "./wrk.ts";
 
 /** Everything a run starts, stopped in `stopAll` at the end, on error and on Ctrl-C / SIGTERM. */
@@ -174,6 +182,8 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
     : none();
   const ttfc = doLatency ? await interleaved(systems, chat, N.ttfc, (e) => e.firstBodyMs, "stream") : none();
   const streaming = opts.phases.has("streaming") ? await measureStreaming(systems, roles, N) : undefined;
+  const loaded = ["floor", "throughput", "memory"].some((p) => opts.phases.has(p as Phase));
+  const warmup = loaded ? await steadyWarmup(systems, roles, client, enginePort, N) : undefined;
   const floor = opts.phases.has("floor")
     ? await measureFloor({ ...sys, ...N, client, onStarted: (stop) => started.add(stop) })
     : undefined;
@@ -247,6 +257,7 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
     throughput: tput,
     rssKiB: rss,
     streaming,
+    steadyWarmup: warmup,
     floor,
     swap,
     memory,

@@ -130,6 +130,11 @@ export interface Samples {
   ttfc: number;
   cold: number;
   loadWarmupMs: number;
+  /**
+   * load once before the first load rounds, per system: V8 takes seconds of load to optimize the gateway's
+   * request path, and the rows are about a gateway that has been serving, as a deployed one has
+   */
+  steadyWarmupMs: number;
   /** measured time per system and connection count = rounds × roundMs (wrk counts whole seconds) */
   rounds: number;
   roundMs: number;
@@ -156,6 +161,7 @@ export function samplesFor(quick: boolean): Samples {
     ttfc: quick ? 30 : 150,
     cold: quick ? 3 : 10,
     loadWarmupMs: 1000,
+    steadyWarmupMs: quick ? 1000 : 5000,
     rounds: quick ? 1 : 3,
     roundMs: 1000,
     connections: [1, 16, 64],

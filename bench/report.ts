@@ -66,6 +66,7 @@ export function renderReport(r: BenchResults): string {
     "per request, and answers its own clients with `Connection: close`, so they reconnect on every request too.",
     `Note: the engines, the gateway and the load generator all share these ${m.nproc} cores, so req/s at many ` +
     "connections is bounded by the CPU they split, not by any one process alone.",
+    ...warmupNotes(r),
     ...streamingNotes(r),
     ...swapNotes(r),
     ...footprintNotes(r),
@@ -243,4 +244,21 @@ if (import.meta.main) {
   const dir = new URL("./results/", import.meta.url);
   const stored: BenchResults = JSON.parse(await Deno.readTextFile(new URL("latest.json", dir)));
   await Deno.writeTextFile(new URL("latest.md", dir), renderReport(stored));
+}
+
+/** What the first seconds of load cost, before the rows that follow them were measured. */
+function warmupNotes(r: BenchResults): string[] {
+  const w = r.steadyWarmup;
+  if (!w) return [];
+  const t16 = at16(r, "switchyard");
+  return [
+    `Warm-up under load: before the load rows each system took ${w.ms} ms of \`/tokenize\` at ` +
+    `${w.connections} connections. In it Switchyard made ${f(w.rps.switchyard, 0)} req/s at ` +
+    `${f(w.frontCpuUs.switchyard, 0)} µs of gateway CPU per request (the router ${
+      f(w.rps.router, 0)
+    } req/s, ` +
+    `${ratio(w.rps.switchyard, w.rps.router)} it)` +
+    (t16 ? `, against ${f(t16.rps, 0)} req/s at ${f(t16.cpuUsPerRequest.gateway, 0)} µs in the rows` : "") +
+    ": V8 optimizes the gateway's request path over its first seconds of load.",
+  ];
 }

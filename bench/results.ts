@@ -3,6 +3,7 @@ import type { FloorResults } from "./floor.ts";
 import type { MetricsCost } from "./metrics_cost.ts";
 import type { Samples } from "./options.ts";
 import type { MachineInfo } from "./procs.ts";
+import type { SteadyWarmup } from "./throughput.ts";
 
 export type Key = "direct" | "switchyard" | "router";
 export const KEYS: readonly Key[] = ["direct", "switchyard", "router"];
@@ -149,6 +150,8 @@ export interface BenchResults<M extends Measure = Measure> {
   };
   /** absent in runs that skipped the phase (and in runs from before it existed) */
   streaming?: StreamingResults<M>;
+  /** the first seconds of load, before the floor, throughput and memory rows (absent in older runs) */
+  steadyWarmup?: SteadyWarmup<M>;
   /** one stream at a time through bare Deno relays, beside the three systems (bench/floor.ts) */
   floor?: FloorResults<M>;
   swap?: SwapResults<M>;

@@ -2,7 +2,7 @@
 import { encodeRequest, type LoadResult, runLoad } from "./http_client.ts";
 import type { LoadClient, Samples } from "./options.ts";
 import { CpuMeter, tcpStates } from "./procs.ts";
-import type { Key, Throughput } from "./results.ts";
+import type { Key, Measure, Throughput } from "./results.ts";
 import { log, median, perSystem, type System, tokenizeBody } from "./systems.ts";
 import { runWrk } from "./wrk.ts";
 
@@ -71,6 +71,42 @@ export async function loadOnce(
     timeWaits: tw1 - tw0,
     clientConnections: client === "deno" ? result.connectionsOpened : undefined,
   };
+}
+
+/** What each system did during the steady-state warm-up: its first seconds of load in this run. */
+export interface SteadyWarmup<M extends Measure = Measure> {
+  ms: number;
+  connections: number;
+  rps: Record<Key, M>;
+  /** CPU µs per request of the front process (engine, gateway, router) */
+  frontCpuUs: Record<Key, M>;
+}
+
+/** The roles that answer the clients: the engine for (a), the gateway, the router. */
+export const FRONT_ROLE: Record<Key, string> = { direct: "engine", switchyard: "gateway", router: "router" };
+
+/**
+ * The first `steadyWarmupMs` of load at 16 connections for each system, before any measured load round;
+ * kept, so the report can say what the first seconds cost before V8 had optimized the gateway's path.
+ */
+export async function steadyWarmup(
+  systems: System[],
+  roles: Record<Key, Roles>,
+  client: LoadClient,
+  enginePort: Record<Key, number>,
+  samples: Samples,
+): Promise<SteadyWarmup<number>> {
+  const C = 16;
+  log(`warm-up under load: /tokenize at ${C} connections for ${samples.steadyWarmupMs} ms per system`);
+  const rps = perSystem(() => NaN);
+  const frontCpuUs = perSystem(() => NaN);
+  for (const s of systems) {
+    const t = await loadOnce(s, roles[s.key], C, client, enginePort[s.key], samples.steadyWarmupMs);
+    rps[s.key] = t.rps;
+    frontCpuUs[s.key] = t.cpuUsPerRequest[FRONT_ROLE[s.key]];
+    log(`  ${s.key}: ${t.rps.toFixed(0)} req/s, front ${frontCpuUs[s.key].toFixed(0)} µs per request`);
+  }
+  return { ms: samples.steadyWarmupMs, connections: C, rps, frontCpuUs };
 }
 
 /**

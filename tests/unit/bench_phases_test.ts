@@ -278,3 +278,24 @@ Deno.test("the floor section's load table: req/s against the router, the front's
   );
   assertMatch(md, /its RSS peaked at 86\.0 MiB/);
 });
+
+Deno.test("the warm-up note: the first seconds of load beside the measured rows", () => {
+  const stored = latestJson();
+  const md = renderReport({
+    ...stored,
+    steadyWarmup: {
+      ms: 5000,
+      connections: 16,
+      rps: { direct: 50000, switchyard: 9000, router: 3000 },
+      frontCpuUs: { direct: 20, switchyard: 110, router: 400 },
+    },
+  });
+  const t16 = stored.throughput.switchyard.find((t) => t.connections === 16)!;
+  assertMatch(md, /before the load rows each system took 5000 ms of `\/tokenize` at 16 connections/);
+  assertMatch(
+    md,
+    /Switchyard made 9000 req\/s at 110 µs of gateway CPU per request \(the router 3000 req\/s, 3\.00× it\)/,
+  );
+  assert(md.includes(`against ${t16.rps!.toFixed(0)} req/s at `));
+  assert(!renderReport({ ...stored, steadyWarmup: undefined }).includes("Warm-up under load"));
+});

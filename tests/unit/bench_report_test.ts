@@ -29,6 +29,7 @@ Deno.test("a run with skipped phases renders the same from its JSON as in memory
     coldStartMs: each({ median: NaN, min: Infinity, max: -Infinity, samples: [] }),
     throughput: each([]),
     streaming: undefined,
+    steadyWarmup: undefined,
     floor: undefined,
     swap: undefined,
     memory: undefined,
