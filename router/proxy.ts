@@ -27,8 +27,6 @@ export const HOP_REQUEST = new Set([
   "x-api-key",
   "cookie",
 ]);
-/** Response headers the gateway sets itself. */
-export const HOP_RESPONSE = ["connection", "keep-alive", "transfer-encoding", "content-length", "server"];
 
 export interface ForwardOptions {
   pool: UpstreamPool;
@@ -63,9 +61,8 @@ export async function forward(req: Request, opts: ForwardOptions): Promise<Respo
     // only a request the engine never began to answer may be sent again
     throw new EngineUnreachableError(message, !(err instanceof UpstreamError) || err.beforeResponse);
   }
+  // framing, `Server` and CORS fields are left out by the upstream client (head.ts)
   const out = upstream.headers;
-  for (const h of HOP_RESPONSE) out.delete(h);
-  for (const h of [...out.keys()]) if (h.startsWith("access-control-")) out.delete(h);
   out.set("X-Accel-Buffering", "no");
   const type = out.get("content-type") ?? "";
   const isEventStream = type.includes("text/event-stream");

@@ -10,7 +10,7 @@ import { errorBody, errorObject, errorTypeOf, unavailable } from "../errors.ts";
 import type { GatewayDeps } from "../deps.ts";
 import type { FeatureHost } from "../features/host.ts";
 import { toolsEnabled } from "../features/settings.ts";
-import { HOP_REQUEST, HOP_RESPONSE } from "../proxy.ts";
+import { HOP_REQUEST } from "../proxy.ts";
 
 /** llama.cpp's body, plus the `code` every Switchyard error carries. */
 export function featureDisabled(): Response {
@@ -74,10 +74,8 @@ async function relay(
     if (req.signal.aborted) throw err;
     throw unavailable(`the tools host did not answer: ${(err as Error).message}`);
   }
+  // without framing, `Server` or CORS fields (the upstream client leaves them out): CORS is the gateway's
   const out = upstream.headers;
-  for (const h of HOP_RESPONSE) out.delete(h);
-  // CORS is the gateway's (--cors-origins), not the host's
-  for (const h of [...out.keys()]) if (h.startsWith("access-control-")) out.delete(h);
   if (normalize && upstream.status >= 400 && upstream.bytes) {
     return new Response(errorShaped(upstream.status, upstream.bytes), {
       status: upstream.status,

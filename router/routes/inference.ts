@@ -147,7 +147,7 @@ async function proxyTo(
   ticket?: ConversationTicket,
 ): Promise<Response> {
   const { signal } = deadline;
-  const url = new URL(c.req.url);
+  const pathAndQuery = pathAndQueryOf(c.req.url);
   const tap = tapOf(c);
   // an engine that dies before answering costs the client nothing: the request is retried once on a fresh load
   for (let attempt = 0;; attempt++) {
@@ -167,7 +167,7 @@ async function proxyTo(
       return await forward(c.req.raw, {
         pool: deps.upstream,
         lease,
-        pathAndQuery: url.pathname + url.search,
+        pathAndQuery,
         body,
         signal,
         tap,
@@ -183,12 +183,20 @@ async function proxyTo(
   }
 }
 
+/** `/path?query` of a request's URL, which the server gives as a serialized absolute URL (no parse needed). */
+export function pathAndQueryOf(url: string): string {
+  const path = url.indexOf("/", url.indexOf("//") + 2);
+  return path === -1 ? "/" : url.slice(path);
+}
+
 /** `?autoload=true|1` forces it on, any other value off; absent: the gateway's setting. */
 function autoloadOf(c: Context, deps: GatewayDeps): boolean {
   const raw = c.req.query("autoload");
   if (raw === undefined || raw === "") return deps.config.autoload;
   return raw === "true" || raw === "1";
 }
+
+const UTF8 = new TextDecoder();
 
 async function modelOfBody(req: Request, body: ArrayBuffer): Promise<unknown> {
   const type = req.headers.get("content-type") ?? "";
@@ -200,7 +208,7 @@ async function modelOfBody(req: Request, body: ArrayBuffer): Promise<unknown> {
       throw badRequest("malformed multipart body");
     }
   }
-  const text = new TextDecoder().decode(body);
+  const text = UTF8.decode(body);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

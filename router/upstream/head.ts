@@ -45,7 +45,11 @@ export function latin1(buf: Uint8Array, from: number, to: number): string {
 /** One parsed response head. */
 export interface ResponseHead {
   status: number;
-  /** every field except the framing ones (transfer-encoding, content-length, connection, keep-alive) */
+  /**
+   * every field except the framing ones (transfer-encoding, content-length, connection, keep-alive) and those
+   * a relay must not pass on: the engine's `Server` and its CORS fields (`Access-Control-*`), as the gateway
+   * answers with its own (--cors-origins)
+   */
   headers: Headers;
   /** the Content-Length, or -1 when there is none */
   contentLength: number;
@@ -85,8 +89,12 @@ class FieldSink {
   keepAliveAsked = false;
 
   add(name: string, value: string): void {
-    // Only names of the right length are lowercased: most fields are none of these four.
+    // Only names of the right length (or first letter) are lowercased: most fields are none of these.
     const n = name.length;
+    if (n === 6 && name.toLowerCase() === "server") return;
+    if (n > 15 && (name.charCodeAt(0) | 32) === 97 && name.slice(0, 15).toLowerCase() === "access-control-") {
+      return;
+    }
     if (n === 14 || n === 17 || n === 10) {
       const lower = name.toLowerCase();
       if (lower === "content-length") return this.#contentLength(value);

@@ -109,6 +109,12 @@ Deno.test("upstream head: framing and keep-alive from the fields", () => {
   assertEquals(h.headers.get("x-a"), "1, 2");
   assertEquals(h.headers.get("x-fold"), "a b");
   assertEquals(h.headers.get("empty"), "");
+  // what a relay must not pass on is left out; names that only look alike stay
+  const relayed = parseHead(
+    "HTTP/1.1 200 OK\r\nServer: llama.cpp\r\nACCESS-CONTROL-ALLOW-ORIGIN: *\r\n" +
+      "Access-Control-Allow-Methods: GET\r\nServers: 2\r\nX-Server: a\r\nAccess-Controlled: b\r\n\r\n",
+  );
+  assertEquals([...relayed.headers.keys()], ["access-controlled", "servers", "x-server"]);
 });
 
 Deno.test("upstream head: malformed heads are UpstreamErrors after the response began", () => {
