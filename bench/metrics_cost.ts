@@ -151,7 +151,8 @@ export async function measureMetricsCost(
     );
     const load = (g: Gateway, i: number, ms: number) =>
       loadOnce(g, { gateway: g.frontPid }, CONNECTIONS, setup.client, ports[i], ms);
-    for (const [i, g] of gateways.entries()) await load(g, i, N.loadWarmupMs);
+    // both fresh: the same warm-up under load as the main systems had, so the rounds compare steady states
+    for (const [i, g] of gateways.entries()) await load(g, i, N.steadyWarmupMs);
     const rounds = { on: [] as number[][], off: [] as number[][] };
     for (let r = 0; r < pairs; r++) {
       for (let j = 0; j < gateways.length; j++) {
