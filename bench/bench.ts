@@ -47,7 +47,7 @@ import { measureMetricsCost } from "./metrics_cost.ts";
 import { measureStreaming } from "./streaming.ts";
 import { measureFloor } from "./floor.ts";
 import { measureSwap } from "./swap.ts";
-import { type Roles, steadyWarmup, throughputAll } from "./throughput.ts";
+import { type LoadPlan, type Roles, steadyWarmup, throughputAll } from "./throughput.ts";
 import { wrkVersion } from "./wrk.ts";
 
 /** Everything a run starts, stopped in `stopAll` at the end, on error and on Ctrl-C / SIGTERM. */
@@ -183,7 +183,8 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
   const ttfc = doLatency ? await interleaved(systems, chat, N.ttfc, (e) => e.firstBodyMs, "stream") : none();
   const streaming = opts.phases.has("streaming") ? await measureStreaming(systems, roles, N) : undefined;
   const loaded = ["floor", "throughput", "memory"].some((p) => opts.phases.has(p as Phase));
-  const warmup = loaded ? await steadyWarmup(systems, roles, client, enginePort, N) : undefined;
+  const plan: LoadPlan = { systems, roles, client, enginePort, samples: N };
+  const warmup = loaded ? await steadyWarmup(plan) : undefined;
   const floor = opts.phases.has("floor")
     ? await measureFloor({ ...sys, ...N, client, onStarted: (stop) => started.add(stop) })
     : undefined;
@@ -193,9 +194,7 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
       N.connections.join(", ")
     } connections, ${client}, ${N.rounds} × ${N.roundMs} ms each`,
   );
-  const tput = opts.phases.has("throughput")
-    ? await throughputAll(systems, roles, client, enginePort, N)
-    : perSystem(() => []);
+  const tput = opts.phases.has("throughput") ? await throughputAll(plan) : perSystem(() => []);
 
   const rss = {
     direct: { engine: rssKiB(procs.direct.engine) },
@@ -210,9 +209,7 @@ async function measure(opts: BenchOptions, started: Started): Promise<BenchResul
     router: { router: rssKiB(procs.router.router), engine: rssKiB(procs.router.engine) },
   };
   if (opts.phases.has("memory")) log(`memory: /tokenize load per system, ${N.memoryLoadMs} ms each`);
-  const memory = opts.phases.has("memory")
-    ? await measureMemory(systems, members, memoryIdle, roles, client, enginePort, N)
-    : undefined;
+  const memory = opts.phases.has("memory") ? await measureMemory(plan, members, memoryIdle) : undefined;
 
   log(`cold start: ${N.cold} samples per system`);
   const cold = none();

@@ -11,9 +11,9 @@
  */
 import { encodeRequest, HttpConnection } from "./http_client.ts";
 import { spread } from "./latency.ts";
-import { peakOf } from "./memory.ts";
+import { GONE, peakOf } from "./memory.ts";
 import type { LoadClient } from "./options.ts";
-import { type Footprint, footprint, type Server, spawnServer, waitHealthy } from "./procs.ts";
+import { footprint, type Server, spawnServer, waitHealthy } from "./procs.ts";
 import type { Measure, Spread, StoredFootprint } from "./results.ts";
 import { streamBody, streamed } from "./streaming.ts";
 import { log, median, type System } from "./systems.ts";
@@ -138,8 +138,6 @@ export async function measureFloor(setup: FloorSetup): Promise<FloorResults<numb
   for (const k of FLOOR_KEYS) log(`  ${k}: first event p50 ${keptMs[k].p50.toFixed(3)} ms`);
   return { maxTokens: setup.streamTokens, keptMs, load };
 }
-
-const GONE: Footprint = { rssKiB: NaN, pssKiB: NaN, privateKiB: NaN };
 
 /**
  * Each front warmed up, then `rounds` rounds of the load in turns, each starting with the next one; a front's

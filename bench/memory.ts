@@ -5,11 +5,10 @@
  * Deno binary's, shared by the gateway and its runners; the model file's, shared by the engines that map
  * it) in full; PSS splits them among the processes mapping them; private memory is what exiting frees.
  */
-import type { LoadClient, Samples } from "./options.ts";
 import { type Footprint, footprint } from "./procs.ts";
 import type { Key, MemoryResults } from "./results.ts";
-import { log, type Procs, type System } from "./systems.ts";
-import { loadOnce, type Roles } from "./throughput.ts";
+import { log, type Procs } from "./systems.ts";
+import { loadOnce, type LoadPlan } from "./throughput.ts";
 
 const LOAD_CONNECTIONS = 16;
 
@@ -32,7 +31,8 @@ export function membersOf(procs: Procs): Member[] {
   ];
 }
 
-const GONE: Footprint = { rssKiB: NaN, pssKiB: NaN, privateKiB: NaN };
+/** The footprint of a process that is gone: NaN figures, which `peakOf` gives way on. */
+export const GONE: Footprint = { rssKiB: NaN, pssKiB: NaN, privateKiB: NaN };
 
 /** Each member's footprint now (NaN figures for one that is gone). */
 export function snapshot(members: Member[]): Footprint[] {
@@ -54,13 +54,9 @@ export function peakOf(a: Footprint, b: Footprint): Footprint {
  * any load of the run.
  */
 export async function measureMemory(
-  systems: System[],
+  { systems, roles, client, enginePort, samples }: LoadPlan,
   members: Member[],
   idle: Footprint[],
-  roles: Record<Key, Roles>,
-  client: LoadClient,
-  enginePort: Record<Key, number>,
-  samples: Samples,
 ): Promise<MemoryResults<number>> {
   const load: Footprint[] = members.map(() => GONE);
   for (const sys of systems) {

@@ -67,7 +67,9 @@ export function metricsCostSection(r: BenchResults, table: (header: Row, rows: R
     "each with its own engine; latency samples " +
     "were interleaved round-robin across the two on one keep-alive connection each, and the load rounds " +
     `ran in ${T.rounds} pairs of ${r.samples.roundMs} ms rounds, one of each back to back, in turns first, ` +
-    (r.samples.steadyWarmupMs ? `after ${r.samples.steadyWarmupMs} ms of the load for each to warm up; ` : "; ") +
+    (r.samples.steadyWarmupMs
+      ? `after ${r.samples.steadyWarmupMs} ms of the load for each to warm up; `
+      : "; ") +
     "the change is the mean over the pairs of on − off relative to off, ± two standard errors of that mean; " +
     "a latency's p50 by blocks is the p50 difference in each tenth of the samples, in time order, averaged, ± two " +
     "standard errors (each Switchyard has its own engine, so this also holds what sets two engines apart).",

@@ -73,6 +73,16 @@ export async function loadOnce(
   };
 }
 
+/** What the load phases run on: the systems, whose pids do what, the load generator and the sample counts. */
+export interface LoadPlan {
+  systems: System[];
+  roles: Record<Key, Roles>;
+  client: LoadClient;
+  /** each system's engine port, where closed upstream sockets are counted */
+  enginePort: Record<Key, number>;
+  samples: Samples;
+}
+
 /** What each system did during the steady-state warm-up: its first seconds of load in this run. */
 export interface SteadyWarmup<M extends Measure = Measure> {
   ms: number;
@@ -90,11 +100,7 @@ export const FRONT_ROLE: Record<Key, string> = { direct: "engine", switchyard: "
  * kept, so the report can say what the first seconds cost before V8 had optimized the gateway's path.
  */
 export async function steadyWarmup(
-  systems: System[],
-  roles: Record<Key, Roles>,
-  client: LoadClient,
-  enginePort: Record<Key, number>,
-  samples: Samples,
+  { systems, roles, client, enginePort, samples }: LoadPlan,
 ): Promise<SteadyWarmup<number>> {
   const C = 16;
   log(`warm-up under load: /tokenize at ${C} connections for ${samples.steadyWarmupMs} ms per system`);
@@ -115,11 +121,7 @@ export async function steadyWarmup(
  * of them rather than on whichever happened to run then. Per-round figures are averaged.
  */
 export async function throughputAll(
-  systems: System[],
-  roles: Record<Key, Roles>,
-  client: LoadClient,
-  enginePort: Record<Key, number>,
-  samples: Samples,
+  { systems, roles, client, enginePort, samples }: LoadPlan,
 ): Promise<Record<Key, Throughput<number>[]>> {
   const out = perSystem((): Throughput<number>[] => []);
   for (const c of samples.connections) {
