@@ -63,7 +63,6 @@ export async function forward(req: Request, opts: ForwardOptions): Promise<Respo
   }
   // framing, `Server` and CORS fields are left out by the upstream client (head.ts)
   const out = upstream.headers;
-  out.set("X-Accel-Buffering", "no");
   const type = out.get("content-type") ?? "";
   const isEventStream = type.includes("text/event-stream");
   if (upstream.status >= 400 && !type.includes("json") && !isEventStream) {
@@ -85,6 +84,9 @@ export async function forward(req: Request, opts: ForwardOptions): Promise<Respo
     return new Response(upstream.bytes, { status: upstream.status, headers: out });
   }
   tap?.streaming();
+  // only what arrives in parts needs a buffering proxy in front told not to wait for the whole; a whole
+  // answer keeps its head to the content type alone, which Deno's server sends by its fastest path
+  out.set("X-Accel-Buffering", "no");
   if (!isEventStream) {
     // a long plain body passes through untouched; the lease ends when the client has it all (or left)
     upstream.done.then(() => lease.release(), () => lease.release());

@@ -66,6 +66,29 @@ Deno.test("no CORS headers without --cors-origins, not even those an engine send
   });
 });
 
+Deno.test("a proxied answer's head: the engine's own fields pass, its Server and CORS fields never", async () => {
+  await withInProcess(["alpha"], {}, async (gw) => {
+    const engine = await loaded(gw, "alpha");
+    engine.respond = (req) =>
+      req.path === "/tokenize"
+        ? new Response('{"tokens":[1]}', {
+          headers: { "Content-Type": "application/json", Server: "llama.cpp", "X-Engine-Note": "kept" },
+        })
+        : undefined;
+    const whole = await post(gw, "/tokenize", { model: "alpha", content: "x" });
+    assertEquals(await whole.json(), { tokens: [1] });
+    assertEquals(whole.headers.get("x-engine-note"), "kept");
+    assertEquals(whole.headers.get("server"), null);
+    assertEquals(whole.headers.get("access-control-allow-origin"), null);
+    // a whole answer needs no word to a buffering proxy in front; a stream does
+    assertEquals(whole.headers.get("x-accel-buffering"), null);
+    const stream = await post(gw, "/v1/chat/completions", chatBody("alpha", { stream: true }));
+    assertMatch(stream.headers.get("content-type") ?? "", /text\/event-stream/);
+    assertEquals(stream.headers.get("x-accel-buffering"), "no");
+    assert((await readSse(stream)).length > 0, "the stream had events");
+  });
+});
+
 Deno.test("--cors-origins: CORS headers for those origins only; a preflight needs no key", async () => {
   const args = ["--cors-origins", "http://a.example", "--api-key", KEY];
   await withInProcess(["alpha"], { args }, async (gw) => {
