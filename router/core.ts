@@ -14,11 +14,13 @@ import { ModelPuller } from "./hub/puller.ts";
 import { GATEWAY_PID_ENV } from "./orphans.ts";
 import { EventBus } from "./scheduler/events.ts";
 import { type EngineStarter, Scheduler } from "./scheduler/scheduler.ts";
+import { ggufFileProblem } from "./memory/gguf.ts";
 import type { GatewayMemory } from "./memory/port.ts";
 import type { KvCachePort } from "./kvcache/port.ts";
 import { Observer } from "./metrics/observer.ts";
 import { type PinnedClaim, pinnedOverBudget } from "./memory/pinned.ts";
 import { loadCatalog } from "./sources/catalog.ts";
+import { modelFileOf } from "./sources/model_file.ts";
 import type { ModelSpec, SourceOptions } from "./sources/types.ts";
 import { UpstreamPool } from "./upstream/http1.ts";
 
@@ -74,6 +76,10 @@ export function createGatewayCore(config: GatewayConfig, opts: CoreOptions): Gat
     loadSilenceTimeoutMs: config.loadSilenceTimeoutS * 1000,
     maxCrashes: config.maxCrashes,
     closeConnections: (port) => upstream.closePort(port),
+    modelFileProblem: (spec) => {
+      const path = modelFileOf(spec);
+      return path === undefined ? undefined : ggufFileProblem(path);
+    },
     engineMetrics: config.metrics,
     kvCache: opts.kvCache,
     log,

@@ -253,6 +253,41 @@ export function parseGgufHeader(bytes: Uint8Array): GgufHeader {
   return { version, metadata, tensors };
 }
 
+/**
+ * What keeps the file at `path` from being a GGUF that llama.cpp opens, judged by its first 8 bytes (magic
+ * and version); undefined when they look right. Synchronous, and asked once per failed load only: the
+ * reason a load failed must be known when its waiting requests are answered.
+ */
+export function ggufFileProblem(path: string): string | undefined {
+  const head = new Uint8Array(8);
+  let got = 0;
+  try {
+    const file = Deno.openSync(path, { read: true });
+    try {
+      while (got < head.length) {
+        const n = file.readSync(head.subarray(got));
+        if (n === null) break;
+        got += n;
+      }
+    } finally {
+      file.close();
+    }
+  } catch (e) {
+    return `cannot read the model file ${path}: ${(e as Error).message}`;
+  }
+  // each reads as an error ("invalid", "cannot"): the page picks a failure's telling line by such words
+  if (got < head.length) return `invalid model file ${path}: not a GGUF file, only ${got} bytes long`;
+  const magic = String.fromCharCode(...head.subarray(0, 4));
+  if (magic !== "GGUF") {
+    return `invalid model file ${path}: not a GGUF file, it begins with ${JSON.stringify(magic)}, not "GGUF"`;
+  }
+  const version = new DataView(head.buffer).getUint32(4, true);
+  if (version < 2) {
+    return `invalid model file ${path}: GGUF version ${version}, which llama.cpp does not read`;
+  }
+  return undefined;
+}
+
 const FIRST_READ = 1 << 20;
 const MAX_HEADER = 1 << 30;
 

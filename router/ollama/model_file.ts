@@ -8,8 +8,7 @@ import { basename } from "node:path";
 import { readModelHeader, shardPaths } from "../memory/gguf.ts";
 import type { GgufHeader } from "../memory/gguf.ts";
 import { fileIdentity } from "../memory/projection.ts";
-import { isHfModelFile, parseGgufName } from "../sources/gguf_name.ts";
-import { FLAG } from "../sources/spec.ts";
+import { modelFileOf } from "../sources/model_file.ts";
 import type { ModelSpec } from "../sources/types.ts";
 
 export interface ModelFileFacts {
@@ -24,13 +23,6 @@ export interface ModelFileFacts {
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
-
-/** The GGUF a spec loads: `--model`, or the first shard of its cached model file. */
-export function modelFileOf(spec: ModelSpec): string | undefined {
-  const model = spec.options.get(FLAG.model);
-  if (typeof model === "string" && model) return model;
-  return spec.cache?.files.find((f) => isHfModelFile(f) && (parseGgufName(f)?.index ?? 1) === 1);
-}
 
 export class ModelFileReader {
   /** by real path: the facts of the file as it was at `identity` */

@@ -25,6 +25,7 @@ import { autoRestartAllowed, crashesAfterExit, restartDelayMs } from "./policies
 import { type Clock, delay, realClock, type TimerHandle } from "./policies/clock.ts";
 import { type DeviceBytes, sumBytes } from "./policies/device_bytes.ts";
 import { chooseVictims, evictionCandidates, type ModelFacts } from "./policies/eviction.ts";
+import { engineLoggedAnError } from "./policies/engine_error.ts";
 import { classifyExit } from "./policies/lifecycle.ts";
 import { onLoadFailure } from "./policies/oom.ts";
 import { enqueue } from "./policies/queue_order.ts";
@@ -72,6 +73,11 @@ export interface SchedulerOptions {
    * 100 ms with one idle socket, 5 ms with none), and when it has exited, as its port may be reused.
    */
   closeConnections?: (port: number) => void;
+  /**
+   * What is wrong with a model's file, if anything can be told without an engine; asked when a load
+   * failed and the engine's log names no error (policies/engine_error.ts)
+   */
+  modelFileProblem?: (spec: ModelSpec) => string | undefined;
   /** engines serve their own `/metrics`, for the gateway's page (off with `--no-metrics`) */
   engineMetrics?: boolean;
   /**
@@ -834,6 +840,12 @@ export class Scheduler {
     if (overran) this.#log(`${record.id}: ${late}: going on without it`);
   }
 
+  /** Our own reading of why a load failed, where the engine's log lost the lines that would say. */
+  #unloggedProblem(record: ModelRecord): string | undefined {
+    if (engineLoggedAnError(record.spawnLogs())) return undefined;
+    return this.#opts.modelFileProblem?.(record.spec);
+  }
+
   /** `exited` or `crashed`: the process is gone, and so is its claim. */
   #onExit(record: ModelRecord, code: number, signal: string | null): void {
     const { kind, exitCode } = classifyExit(record.stopRequested, code, signal);
@@ -861,7 +873,7 @@ export class Scheduler {
       signal,
       failed: crashed,
       reason: exitReason(record.stopReason, oom.kind !== "not-oom"),
-      verdict: oom.kind === "fail" ? oom.reason : undefined,
+      verdict: oom.kind === "fail" ? oom.reason : loadFailed ? this.#unloggedProblem(record) : undefined,
     });
     record.error = crashed ? failureText(record, record.failureVerdict) : undefined;
     // what the listing shows is now what the next launch would be

@@ -9,6 +9,7 @@ import { memoryArgs } from "../../router/memory/args.ts";
 import type { Device } from "../../router/memory/devices.ts";
 import {
   GgufError,
+  ggufFileProblem,
   type GgufHeader,
   GgufTruncatedError,
   parseGgufHeader,
@@ -71,6 +72,33 @@ Deno.test("parseGgufHeader: a short prefix asks for more; other bytes are not GG
   const bytes = tinyLlamaGguf();
   assertThrows(() => parseGgufHeader(bytes.subarray(0, 100)), GgufTruncatedError, "ends after 100 bytes");
   assertThrows(() => parseGgufHeader(new TextEncoder().encode("PK\u0003\u0004 zip")), GgufError, "bad magic");
+});
+
+Deno.test("ggufFileProblem: what keeps a file from being a GGUF, from its first bytes; nothing for a model", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "switchyard-gguf-check-" });
+  try {
+    const file = async (name: string, bytes: Uint8Array) => {
+      await Deno.writeFile(`${dir}/${name}`, bytes);
+      return `${dir}/${name}`;
+    };
+    assertEquals(ggufFileProblem(await file("tiny.gguf", tinyLlamaGguf())), undefined);
+    const text = await file("text.gguf", new TextEncoder().encode("this is not a gguf file\n".repeat(64)));
+    assertEquals(
+      ggufFileProblem(text),
+      `invalid model file ${text}: not a GGUF file, it begins with "this", not "GGUF"`,
+    );
+    const short = await file("short.gguf", new TextEncoder().encode("GGU"));
+    assertEquals(ggufFileProblem(short), `invalid model file ${short}: not a GGUF file, only 3 bytes long`);
+    const v1 = await file("v1.gguf", new Uint8Array([71, 71, 85, 70, 1, 0, 0, 0]));
+    assertEquals(
+      ggufFileProblem(v1),
+      `invalid model file ${v1}: GGUF version 1, which llama.cpp does not read`,
+    );
+    const missing = `${dir}/gone.gguf`;
+    assert(ggufFileProblem(missing)!.startsWith(`cannot read the model file ${missing}: `), "a missing file");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("rowBytes: whole blocks of ggml's types, by id or by name", () => {

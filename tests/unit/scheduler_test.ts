@@ -131,6 +131,31 @@ Deno.test("a load failure reaches every waiter as a 500 with the engine's log; t
   await scheduler.shutdown();
 });
 
+Deno.test("a failed load whose log names no error is explained by a look at its model file", async () => {
+  const asked: string[] = [];
+  const { starter, scheduler } = setup(2, ["a", "b"], {
+    modelFileProblem: (spec) => (asked.push(spec.id), `the model file of ${spec.id} is not a GGUF file`),
+  });
+  // llama.cpp can exit before its queued log lines are written: the last one it got out is no error
+  starter.failWith = ["0.00.002.232 I srv         start: binding port with default address family"];
+  const rejection = (p: Promise<unknown>) =>
+    p.then(() => new Error("the request was served"), (e: Error) => e);
+  const err = await rejection(use(scheduler, "a"));
+  assert(
+    /failed to load: the model file of a is not a GGUF file; exit code 1/.test(err.message),
+    err.message,
+  );
+  assert(scheduler.find("a")!.error!.includes("binding port"), "the engine's lines stay in the reason");
+  // where the engine's log names its error, that is the reason, and nobody looks at the file
+  starter.failWith = [
+    "0.00.003.645 E gguf_init_from_reader: invalid magic characters: 'this', expected 'GGUF'",
+  ];
+  const named = await rejection(use(scheduler, "b"));
+  assert(/failed to load: exit code 1; last log lines:\n.*invalid magic/s.test(named.message), named.message);
+  assertEquals(asked, ["a"]);
+  await scheduler.shutdown();
+});
+
 Deno.test("explicit load evicts an idle model; with only busy models it reports the limit", async () => {
   const { scheduler } = setup(1);
   (await use(scheduler, "a")).release();
