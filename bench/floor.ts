@@ -11,12 +11,12 @@
  */
 import { encodeRequest, HttpConnection } from "./http_client.ts";
 import { spread } from "./latency.ts";
-import { GONE, peakOf } from "./memory.ts";
+import { GONE, raisingPeaks } from "./memory.ts";
 import type { LoadClient } from "./options.ts";
 import { footprint, type Server, spawnServer, waitHealthy } from "./procs.ts";
 import type { Measure, Spread, StoredFootprint } from "./results.ts";
 import { streamBody, streamed } from "./streaming.ts";
-import { log, median, type System } from "./systems.ts";
+import { log, mean, median, type System } from "./systems.ts";
 import { loadOnce } from "./throughput.ts";
 import type { RelayMode } from "./bare_relay.ts";
 import { GATEWAY_V8_FLAGS } from "../tests/helpers/gateway.ts";
@@ -163,23 +163,18 @@ async function measureLoad(
   for (let r = 0; r < setup.rounds; r++) {
     for (let j = 0; j < FLOOR_KEYS.length; j++) {
       const i = (r + j) % FLOOR_KEYS.length;
-      const timer = setInterval(
-        () => peak[i] = peakOf(peak[i], footprint(pids[FLOOR_KEYS[i]]) ?? GONE),
-        setup.memoryEveryMs,
-      );
-      try {
-        const round = await once(FLOOR_KEYS[i], setup.roundMs);
-        rps[i].push(round.rps);
-        cpuUs[i].push(round.cpuUsPerRequest.front);
-      } finally {
-        clearInterval(timer);
-      }
+      const k = FLOOR_KEYS[i];
+      const peaks = [peak[i]];
+      const round = await raisingPeaks([pids[k]], peaks, setup.memoryEveryMs, () => once(k, setup.roundMs));
+      peak[i] = peaks[0];
+      rps[i].push(round.rps);
+      cpuUs[i].push(round.cpuUsPerRequest.front);
     }
   }
   const front = Object.fromEntries(FLOOR_KEYS.map((k, i) => {
-    const mean = rps[i].reduce((a, x) => a + x, 0) / rps[i].length;
-    log(`  ${k}: ${mean.toFixed(0)} req/s, front ${median(cpuUs[i]).toFixed(0)} µs per request`);
-    return [k, { rps: mean, rpsRounds: rps[i], frontCpuUs: median(cpuUs[i]), idle: idle[i], peak: peak[i] }];
+    const rate = mean(rps[i]);
+    log(`  ${k}: ${rate.toFixed(0)} req/s, front ${median(cpuUs[i]).toFixed(0)} µs per request`);
+    return [k, { rps: rate, rpsRounds: rps[i], frontCpuUs: median(cpuUs[i]), idle: idle[i], peak: peak[i] }];
   })) as Record<FloorKey, FloorLoad<number>>;
   return { connections: C, rounds: setup.rounds, roundMs: setup.roundMs, front };
 }

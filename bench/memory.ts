@@ -50,6 +50,26 @@ export function peakOf(a: Footprint, b: Footprint): Footprint {
 }
 
 /**
+ * Runs `load` while sampling the footprints of `pids` every `everyMs`; each sample raises `peaks` (one per
+ * pid, in their order) where it is higher.
+ */
+export async function raisingPeaks<T>(
+  pids: readonly number[],
+  peaks: Footprint[],
+  everyMs: number,
+  load: () => Promise<T>,
+): Promise<T> {
+  const timer = setInterval(() => {
+    pids.forEach((pid, j) => peaks[j] = peakOf(peaks[j], footprint(pid) ?? GONE));
+  }, everyMs);
+  try {
+    return await load();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/**
  * Loads each system in turn and keeps its members' peak footprints; `idle` is the snapshot taken before
  * any load of the run.
  */
@@ -61,23 +81,15 @@ export async function measureMemory(
   const load: Footprint[] = members.map(() => GONE);
   for (const sys of systems) {
     const mine = members.flatMap((m, i) => m.system === sys.key ? [i] : []);
-    const sample = () => {
-      const now = snapshot(mine.map((i) => members[i]));
-      mine.forEach((i, j) => load[i] = peakOf(load[i], now[j]));
-    };
-    const timer = setInterval(sample, samples.memoryEveryMs);
-    try {
-      await loadOnce(
-        sys,
-        roles[sys.key],
-        LOAD_CONNECTIONS,
-        client,
-        enginePort[sys.key],
-        samples.memoryLoadMs,
-      );
-    } finally {
-      clearInterval(timer);
-    }
+    const peaks = mine.map((i) => load[i]);
+    await raisingPeaks(
+      mine.map((i) => members[i].pid),
+      peaks,
+      samples.memoryEveryMs,
+      () =>
+        loadOnce(sys, roles[sys.key], LOAD_CONNECTIONS, client, enginePort[sys.key], samples.memoryLoadMs),
+    );
+    mine.forEach((i, j) => load[i] = peaks[j]);
   }
   const mib = (kib: number) => (kib / 1024).toFixed(1);
   for (const [i, m] of members.entries()) {

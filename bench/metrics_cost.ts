@@ -18,6 +18,7 @@ import {
   completionBody,
   getJson,
   log,
+  mean,
   MODEL,
   postJson,
   type System,
@@ -161,7 +162,6 @@ export async function measureMetricsCost(
         rounds[gateways[i].mode].push([round.rps, round.cpuUsPerRequest.gateway]);
       }
     }
-    const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
     const per = (pick: (round: number[]) => number) =>
       Object.fromEntries(SWITCHES.map((m) => [m, mean(rounds[m].map(pick))])) as Record<Switch, number>;
     const paired = (pick: (round: number[]) => number) =>

@@ -4,7 +4,8 @@
  */
 import { FLOOR_KEYS, type FloorKey, type FloorResults } from "./floor.ts";
 import { f, mib, num, ratio, type Row, signed } from "./report_format.ts";
-import type { BenchResults, StoredFootprint } from "./results.ts";
+import { footprintCell } from "./report_phases.ts";
+import type { BenchResults } from "./results.ts";
 
 const LABEL: Record<FloorKey, string> = {
   direct: "(a) llama-server direct",
@@ -49,7 +50,6 @@ export function floorSection(r: BenchResults, table: (header: Row, rows: Row[]) 
 function loadLines(F: FloorResults, table: (header: Row, rows: Row[]) => string): string[] {
   const L = F.load;
   if (!L) return [];
-  const fp = (x: StoredFootprint) => [x.rssKiB, x.pssKiB, x.privateKiB].map((k) => f(mib(k), 1)).join(" / ");
   const rows: Row[] = FLOOR_KEYS.map((k) => {
     const x = L.front[k];
     return [
@@ -57,8 +57,8 @@ function loadLines(F: FloorResults, table: (header: Row, rows: Row[]) => string)
       f(x.rps, 0),
       ratio(x.rps, L.front.router.rps),
       f(x.frontCpuUs, 0),
-      fp(x.idle),
-      fp(x.peak),
+      footprintCell(x.idle),
+      footprintCell(x.peak),
     ];
   });
   const sixfold = 6 * num(L.front.router.rps);

@@ -129,7 +129,8 @@ function sum(fs: StoredFootprint[]): StoredFootprint<number> {
   return { rssKiB: add((x) => x.rssKiB), pssKiB: add((x) => x.pssKiB), privateKiB: add((x) => x.privateKiB) };
 }
 
-const footprintCell = (x: StoredFootprint | undefined) =>
+/** RSS / PSS / private of one process, in MiB. */
+export const footprintCell = (x: StoredFootprint | undefined) =>
   `${f(mib(x?.rssKiB), 1)} / ${f(mib(x?.pssKiB), 1)} / ${f(mib(x?.privateKiB), 1)}`;
 
 export function footprintRows(r: BenchResults): Row[] {

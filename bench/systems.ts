@@ -33,6 +33,7 @@ export const log = (line: string) =>
   console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+export const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
 
 export async function getJson(url: string): Promise<Record<string, unknown>> {
   const res = await fetch(url);
