@@ -221,14 +221,19 @@ function value(r: Reader, type: number): GgufValue {
  * Parses a GGUF header from the first bytes of a file. Throws `GgufTruncatedError` when `bytes` ends
  * inside the header, `GgufError` when it is not GGUF.
  */
+/** The first 4 bytes of every GGUF file. */
+const GGUF_MAGIC = "GGUF";
+/** llama.cpp reads GGUF from version 2 on. */
+const MIN_GGUF_VERSION = 2;
+
 export function parseGgufHeader(bytes: Uint8Array): GgufHeader {
   const r = new Reader(bytes);
-  if (bytes.length >= 4 && utf8.decode(bytes.subarray(0, 4)) !== "GGUF") {
+  if (bytes.length >= 4 && utf8.decode(bytes.subarray(0, 4)) !== GGUF_MAGIC) {
     throw new GgufError("not a GGUF file (bad magic)");
   }
   r.pos = 4;
   const version = r.u32();
-  if (version < 2) throw new GgufError(`GGUF version ${version} is not supported`);
+  if (version < MIN_GGUF_VERSION) throw new GgufError(`GGUF version ${version} is not supported`);
   const nTensors = r.u64();
   const nKv = r.u64();
   const metadata = new Map<string, GgufValue>();
@@ -278,11 +283,13 @@ export function ggufFileProblem(path: string): string | undefined {
   // each reads as an error ("invalid", "cannot"): the page picks a failure's telling line by such words
   if (got < head.length) return `invalid model file ${path}: not a GGUF file, only ${got} bytes long`;
   const magic = String.fromCharCode(...head.subarray(0, 4));
-  if (magic !== "GGUF") {
-    return `invalid model file ${path}: not a GGUF file, it begins with ${JSON.stringify(magic)}, not "GGUF"`;
+  if (magic !== GGUF_MAGIC) {
+    return `invalid model file ${path}: not a GGUF file, it begins with ${
+      JSON.stringify(magic)
+    }, not "${GGUF_MAGIC}"`;
   }
   const version = new DataView(head.buffer).getUint32(4, true);
-  if (version < 2) {
+  if (version < MIN_GGUF_VERSION) {
     return `invalid model file ${path}: GGUF version ${version}, which llama.cpp does not read`;
   }
   return undefined;
